@@ -1,0 +1,89 @@
+"""The run configuration: one flat, strictly validated set of keys. YAML recipes and CLI flags are
+two spellings of the same keys (`batch_size:` in YAML is `--batch-size` on the command line)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from slimkit.train.config import TrainConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range; names the key."""
+
+
+class RunConfig(TrainConfig):
+    model: str = Field("lenet5", description="model name (see `slimkit models`) or tv:<torchvision name>")
+    model_options: dict[str, Any] = Field({}, description="extra model arguments, e.g. {shortcut: B}")
+    data: str = Field("fashion-mnist", description="dataset name (see `slimkit datasets`)")
+    data_dir: str | None = Field(None, description="folder with the dataset files (default: $SLIMKIT_DATA/<name>)")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of the training set held out for validation")
+    method: Literal["dense"] = Field("dense", description="training method")
+    latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading `1e-3` as a float (YAML 1.1 needs a dot: `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(config)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def make_config(values: dict[str, Any], cls: type[RunConfig] = RunConfig) -> RunConfig:
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config: {_explain(exc)}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults < YAML file < overrides (e.g. CLI flags)."""
+    values = read_yaml(path) if path else {}
+    values.update(overrides or {})
+    return make_config(values)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

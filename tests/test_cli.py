@@ -1,0 +1,80 @@
+import json
+
+import pytest
+
+from slimkit.cli import main
+
+REQUIRED_METRICS = {
+    "model": str, "dataset": str, "method": str, "scheme": str, "target_sparsity": float, "sparsity": float,
+    "test_acc": float, "params_total": int, "params_nonzero": int, "flops_dense": int, "flops_sparse": int,
+    "train_time_s": float, "peak_mem_bytes": int, "epochs": int, "seed": int, "slimkit_version": str,
+}
+QUICK = ["--data", "synthetic", "--epochs", "2", "--batch-size", "64", "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--model", "lenet300", *QUICK, "--out", str(out)]) == 0
+    return out
+
+
+def test_run_folder_contract(finished_run):
+    names = {p.name for p in finished_run.iterdir()}
+    assert {"metrics.json", "history.csv", "model.safetensors", "model.json", "checkpoint.pt", "config.yaml"} <= names
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    for key, kind in REQUIRED_METRICS.items():
+        assert isinstance(metrics[key], kind), key
+    assert 0 <= metrics["test_acc"] <= 1 and metrics["epochs"] == 2
+    assert metrics["params_total"] == metrics["params_nonzero"] == 266_610
+    history = (finished_run / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and history[0].startswith("epoch,lr,train_loss")
+    assert float(history[-1].split(",")[history[0].split(",").index("test_acc")]) == metrics["test_acc"]
+
+
+def test_saved_config_reproduces_the_run(finished_run, tmp_path):
+    assert main(["train", "--config", str(finished_run / "config.yaml"), "--out", str(tmp_path)]) == 0
+    first = json.loads((finished_run / "metrics.json").read_text())
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert again["test_acc"] == first["test_acc"] and again["test_loss"] == first["test_loss"]
+
+
+def test_info_prints_the_table(finished_run, capsys):
+    assert main(["info", str(finished_run)]) == 0
+    out = capsys.readouterr().out
+    assert "test acc" in out and "266,610" in out
+
+
+def test_listing_commands(capsys):
+    assert main(["models"]) == 0 and "resnet20" in capsys.readouterr().out
+    assert main(["datasets"]) == 0 and "fashion-mnist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--model", "nope", *QUICK], "unknown model 'nope'"),
+        (["train", "--data", "nope"], "unknown dataset 'nope'"),
+        (["train", "--data", "synthetic", "--epochs", "-3"], "epochs"),
+        (["train", "--data", "mnist", "--data-dir", "/nonexistent"], "train-images-idx3-ubyte"),
+        (["info", "/nonexistent"], "not a finished slimkit run"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(argv, message, capsys, tmp_path):
+    argv = argv + (["--out", str(tmp_path / "x")] if argv[0] == "train" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("slimkit: error:") and message in err and "Traceback" not in err
+
+
+def test_resume_with_corrupt_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "lenet300", *QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    (out / "checkpoint.pt").write_bytes(b"\x00" * 100)
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_existing_run_is_never_overwritten(finished_run, capsys):
+    assert main(["train", "--model", "lenet300", *QUICK, "--out", str(finished_run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err

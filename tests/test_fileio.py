@@ -1,0 +1,17 @@
+import pytest
+
+from slimkit.fileio import atomic_write, atomic_write_text
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "metrics.json"
+    atomic_write_text(target, "old")
+
+    def broken(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
