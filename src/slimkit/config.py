@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from slimkit.train.config import TrainConfig
 
@@ -23,8 +23,34 @@ class RunConfig(TrainConfig):
     data: str = Field("fashion-mnist", description="dataset name (see `slimkit datasets`)")
     data_dir: str | None = Field(None, description="folder with the dataset files (default: $SLIMKIT_DATA/<name>)")
     val_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of the training set held out for validation")
-    method: Literal["dense"] = Field("dense", description="training method")
+    method: Literal["dense", "magnitude", "random", "snip", "grasp", "synflow", "gmp"] = Field(
+        "dense",
+        description="dense; prune at init then train sparse (magnitude, random, snip, grasp, synflow); "
+        "gmp (gradual magnitude pruning)",
+    )
+    sparsity: float = Field(0.0, ge=0, lt=1, description="target fraction of zeros over the pruned layers")
+    scheme: Literal["unstructured", "channel", "block", "pattern", "nm"] = Field(
+        "unstructured", description="sparsity structure"
+    )
+    scheme_options: dict[str, Any] = Field({}, description="scheme arguments, e.g. {block: [8, 1], prune: cols}")
+    allocation: Literal["uniform", "erk", "global"] = Field("uniform", description="how sparsity is spread over layers")
+    dense_layers: list[str] = Field([], description="layers kept dense (e.g. the first conv)")
+    prune_batches: int = Field(1, ge=1, description="batches scored by data-driven criteria (snip, grasp)")
+    synflow_iterations: int = Field(100, ge=1, description="synflow pruning iterations")
+    gmp_start: float = Field(0.0, ge=0, lt=1, description="gmp: fraction of training where pruning starts")
+    gmp_end: float = Field(0.75, gt=0, le=1, description="gmp: fraction of training where the final sparsity is reached")
+    prune_every: int = Field(100, ge=1, description="gmp: steps between mask updates")
     latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")
+
+    @model_validator(mode="after")
+    def _method_needs_sparsity(self) -> RunConfig:
+        if self.method == "dense" and self.sparsity > 0:
+            raise ValueError("sparsity > 0 needs a sparse method (e.g. --method gmp)")
+        if self.method != "dense" and self.sparsity == 0:
+            raise ValueError(f"method '{self.method}' needs a sparsity > 0 (e.g. --sparsity 0.9)")
+        if self.gmp_start >= self.gmp_end:
+            raise ValueError(f"gmp_start ({self.gmp_start}) must come before gmp_end ({self.gmp_end})")
+        return self
 
 
 class _Loader(yaml.SafeLoader):

@@ -19,6 +19,8 @@ from slimkit.export import save_model
 from slimkit.fileio import atomic_write_json, atomic_write_text
 from slimkit.metrics import count_flops, count_params, measure_latency, state_bytes, training_state_bytes, weight_sparsity
 from slimkit.models import build_model
+from slimkit.methods import GradualMagnitude, PruneOnce, SparsityMethod
+from slimkit.sparse import remove_masks, sparsity_report
 from slimkit.train import Callback, Trainer
 from slimkit.train.loop import CHECKPOINT_FILE
 
@@ -41,17 +43,37 @@ def _prepare_folder(config: RunConfig, out: Path, resume: bool) -> RunConfig:
     return config
 
 
+def build_method(config: RunConfig, model: torch.nn.Module, info) -> SparsityMethod | None:
+    """The sparsity method a config asks for (None for dense training)."""
+    if config.method == "dense":
+        return None
+    common = dict(
+        sparsity=config.sparsity, scheme=config.scheme, scheme_options=config.scheme_options,
+        allocation=config.allocation, dense_layers=config.dense_layers,
+    )
+    if config.method == "gmp":
+        return GradualMagnitude(
+            model, start=config.gmp_start, end=config.gmp_end, prune_every=config.prune_every, **common
+        )
+    return PruneOnce(
+        model, criterion=config.method, num_batches=config.prune_batches, input_shape=info.input_shape,
+        synflow_iterations=config.synflow_iterations, seed=config.seed, **common,
+    )
+
+
 def build_trainer(
     config: RunConfig, out: Path | None, callbacks: Sequence[Callback] = ()
 ) -> tuple[Trainer, Any]:
-    """Data, model and trainer for `config`, seeded so the same config gives the same run."""
+    """Data, model, method and trainer for `config`, seeded so the same config gives the same run."""
     splits = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction, split_seed=config.seed)
     loaders = make_loaders(
         splits, config.batch_size, eval_batch_size=config.eval_batch_size, augment=config.augment, seed=config.seed
     )
     torch.manual_seed(config.seed)
     model = build_model(config.model, splits.info, **config.model_options)
-    return Trainer(model, loaders, config, callbacks=callbacks, out_dir=out), splits.info
+    method = build_method(config, model, splits.info)
+    all_callbacks = ([method] if method else []) + list(callbacks)
+    return Trainer(model, loaders, config, callbacks=all_callbacks, out_dir=out), splits.info
 
 
 def collect_metrics(config: RunConfig, trainer: Trainer, info) -> dict[str, Any]:
@@ -65,8 +87,9 @@ def collect_metrics(config: RunConfig, trainer: Trainer, info) -> dict[str, Any]
         "model": config.model,
         "dataset": config.data,
         "method": config.method,
-        "scheme": "none",
-        "target_sparsity": 0.0,
+        "scheme": config.scheme if config.method != "dense" else "none",
+        "allocation": config.allocation if config.method != "dense" else "none",
+        "target_sparsity": config.sparsity,
         "sparsity": weight_sparsity(model),
         "test_acc": last["test_acc"],
         "test_loss": last["test_loss"],
@@ -98,12 +121,18 @@ def train_run(
     out = Path(out_dir)
     config = _prepare_folder(config, out, resume)
     trainer, info = build_trainer(config, out, callbacks)
-    if resume:
+    if resume and (out / CHECKPOINT_FILE).exists():  # killed before its first epoch ended: start over
         trainer.resume(out / CHECKPOINT_FILE)
     trainer.fit()
+    method = next((cb for cb in trainer.callbacks if isinstance(cb, SparsityMethod)), None)
+    if method is not None:
+        pruned_sparsity = sparsity_report(trainer.model, method.layers).sparsity
+        remove_masks(trainer.model)  # the saved model is a plain one with exact zeros
     weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options)
     metrics = collect_metrics(config, trainer, info)
     metrics["model_file_bytes"] = weights.stat().st_size
+    if method is not None:
+        metrics["sparsity_pruned_layers"] = pruned_sparsity
     atomic_write_json(out / METRICS_FILE, metrics)
     return metrics
 

@@ -217,6 +217,10 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # Callbacks first: a sparsity method re-registers its masks, which the model's keys expect.
+        for cb in self.callbacks:
+            if cb.key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][cb.key])
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -228,9 +232,6 @@ class Trainer:
         self.history = list(state["history"])
         self.train_time_s = float(state.get("train_time_s", 0.0))
         self.peak_rss_bytes = int(state.get("peak_rss_bytes", 0))
-        for cb in self.callbacks:
-            if cb.key in state["callbacks"]:
-                cb.load_state_dict(state["callbacks"][cb.key])
 
     def _save_progress(self) -> None:
         if self.out_dir is None:

@@ -1,0 +1,140 @@
+"""The contract every sparsity method follows.
+
+A method owns the masks of a set of layers. `step()` is called after every optimizer step: it
+keeps pruned weights at zero and applies the method's own schedule (prune more, mutate, ...).
+Use it as a `Trainer` callback, or in your own loop:
+
+    method = GradualMagnitude(model, sparsity=0.9)
+    method.bind(optimizer, total_steps=epochs * len(loader))
+    for x, y in loader: loss_fn(model(x), y).backward(); optimizer.step(); optimizer.zero_grad(); method.step()
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from slimkit.metrics.params import prunable_layers
+from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
+from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks
+from slimkit.sparse.schemes import Scheme, make_scheme
+from slimkit.train.callbacks import Callback
+
+
+def select_layers(
+    model: nn.Module, scheme: Scheme, layers: Iterable[str] | None = None
+) -> dict[str, nn.Module]:
+    """The layers a method prunes. Named layers must all suit the scheme (else ValueError naming
+    the layer); by default every Conv/Linear layer the scheme supports."""
+    available = prunable_layers(model)
+    if layers is not None:
+        modules = dict(model.named_modules())
+        chosen = {}
+        for name in layers:
+            if name not in modules:
+                raise ValueError(f"unknown layer '{name}'")
+            scheme.check_layer(name, modules[name])
+            chosen[name] = modules[name]
+        return chosen
+    chosen = {name: m for name, m in available.items() if scheme.supports(m)}
+    if not chosen:
+        raise ValueError(f"the model has no layer that the {scheme.name} scheme can prune")
+    return chosen
+
+
+class SparsityMethod(Callback):
+    """Base class: masks, the scheme, the allocation, and the step counter."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        sparsity: float,
+        scheme: str | Scheme = "unstructured",
+        allocation: Allocation = "uniform",
+        layers: Iterable[str] | None = None,
+        dense_layers: Iterable[str] = (),
+        scheme_options: dict[str, Any] | None = None,
+    ) -> None:
+        check_sparsity(sparsity)
+        self.model = model
+        self.sparsity = float(sparsity)
+        self.scheme = scheme if isinstance(scheme, Scheme) else make_scheme(scheme, **(scheme_options or {}))
+        self.allocation = allocation
+        self.layers = select_layers(model, self.scheme, layers)
+        self.dense_layers = tuple(dense_layers)
+        unknown = [n for n in self.dense_layers if n not in self.layers]
+        if unknown:
+            raise ValueError(f"dense layer(s) {', '.join(unknown)} are not among the pruned layers")
+        fixed = self.scheme.fixed_density()
+        if fixed is not None and abs((1.0 - self.sparsity) - fixed) > 1e-9:
+            raise ValueError(
+                f"the {self.scheme.name} scheme fixes sparsity at {1 - fixed:g}; got sparsity {self.sparsity:g}"
+            )
+        if allocation != "global":  # fail before training on impossible budgets
+            allocate(self.layers, self.sparsity, allocation, scheme=self.scheme, dense_layers=self.dense_layers)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.total_steps: int | None = None
+        self.steps_done = 0
+        self.initialized = False
+
+    # ---- binding to a loop -----------------------------------------------------------------
+    def bind(self, optimizer: torch.optim.Optimizer | None, total_steps: int | None = None) -> None:
+        self.optimizer, self.total_steps = optimizer, total_steps
+        if not self.initialized:
+            self.initialize()
+            self.initialized = True
+
+    def on_train_start(self, trainer) -> None:
+        self.trainer = trainer
+        self.bind(trainer.optimizer, trainer.config.epochs * len(trainer.loaders.train))
+
+    def on_step_end(self, trainer, step) -> None:
+        self.step()
+
+    def step(self) -> None:
+        self.steps_done += 1
+        self.update()
+        enforce_masks(self.model)
+
+    # ---- what subclasses define --------------------------------------------------------------
+    def initialize(self) -> None:
+        """Set the first masks (called once, before the first step)."""
+
+    def update(self) -> None:
+        """Change masks on this step if the method's schedule says so."""
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def densities(self, sparsity: float, scores: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        return allocate(
+            self.layers, sparsity, self.allocation, scheme=self.scheme, scores=scores, dense_layers=self.dense_layers
+        )
+
+    def prune_to(self, sparsity: float, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Mask every layer to the allocation's density for `sparsity`, keeping the highest scores."""
+        densities = self.densities(sparsity, scores)
+        self.last_densities = densities
+        masks = {}
+        for name, module in self.layers.items():
+            if densities[name] >= 1.0:
+                masks[name] = torch.ones_like(module.weight, dtype=torch.bool)
+            else:
+                masks[name] = self.scheme.make_mask(scores[name].detach(), densities[name])
+        apply_masks(self.model, masks, self.optimizer)
+        return masks
+
+    @property
+    def progress(self) -> float:
+        return self.steps_done / self.total_steps if self.total_steps else 0.0
+
+    # ---- checkpointing -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps_done": self.steps_done, "initialized": self.initialized, "masks": get_masks(self.model)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps_done = int(state["steps_done"])
+        self.initialized = bool(state["initialized"])
+        if state["masks"]:
+            apply_masks(self.model, state["masks"])

@@ -1,0 +1,69 @@
+"""Prune once, then train with fixed masks.
+
+On a freshly initialised model this is pruning at initialisation followed by static sparse
+training (SNIP, Lee et al. 2019; GraSP, Wang et al. 2020; SynFlow, Tanaka et al. 2020; random);
+on a trained model it is one-shot pruning followed by fine-tuning (magnitude, Han et al. 2015;
+OBD, LeCun et al. 1990; Taylor, Molchanov et al. 2019).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from slimkit.methods.base import SparsityMethod
+from slimkit.sparse import criteria
+
+
+class PruneOnce(SparsityMethod):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        sparsity: float,
+        criterion: str = "magnitude",
+        batches: Iterable | None = None,
+        num_batches: int = 1,
+        input_shape: tuple[int, ...] | None = None,
+        synflow_iterations: int = 100,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.criterion_name = criterion
+        self.criterion = criteria.get_criterion(criterion)
+        if criterion == "synflow" and input_shape is None:
+            raise ValueError("synflow needs input_shape (the shape of one example)")
+        if synflow_iterations < 1:
+            raise ValueError(f"synflow_iterations must be >= 1, got {synflow_iterations}")
+        super().__init__(model, sparsity=sparsity, **kwargs)
+        self.batches, self.num_batches = batches, num_batches
+        self.input_shape, self.synflow_iterations, self.seed = input_shape, synflow_iterations, seed
+
+    def on_train_start(self, trainer) -> None:
+        if self.batches is None:
+            self.batches = trainer.loaders.train
+        super().on_train_start(trainer)
+
+    def initialize(self) -> None:
+        if self.sparsity == 0.0:
+            return
+        if self.criterion_name == "synflow":
+            # Iterative pruning with an exponential schedule: scores are recomputed under the masks so far.
+            for density in criteria.synflow_schedule(1.0 - self.sparsity, self.synflow_iterations):
+                scores = criteria.synflow(self.model, self.layers, input_shape=self.input_shape)
+                self.prune_to(1.0 - density, scores)
+            return
+        scores = self.criterion(
+            self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,
+            generator=torch.Generator().manual_seed(self.seed), input_shape=self.input_shape,
+        )
+        self.prune_to(self.sparsity, scores)
+
+    def _batches(self) -> Iterable:
+        if self.batches is None:
+            if self.criterion_name in ("magnitude", "random", "bn_gamma"):
+                return []
+            raise ValueError(f"criterion '{self.criterion_name}' needs data: pass batches=")
+        return self.batches

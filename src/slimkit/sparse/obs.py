@@ -1,0 +1,204 @@
+"""Optimal Brain Surgeon pruning, layer by layer, with compensation of the remaining weights.
+
+Each layer is pruned to keep its output on calibration data as it was: for a row w of the weight
+matrix and layer inputs x, the error ||(w - w') X||² is a quadratic in w' with Hessian
+H = 2/N Σ x xᵀ (N = number of input rows, Linear rows or Conv2d patches). OBS (Hassibi & Stork
+1993) removes the weight q with the smallest error w_q² / [H⁻¹]_qq and moves the others by
+-w_q / [H⁻¹]_qq · H⁻¹[:, q], the exact optimum once q is gone. OBC (Frantar & Alistarh 2022)
+applies this greedily one weight at a time per row, dropping q from H⁻¹ with one step of Gaussian
+elimination, which also makes the final row the least-squares optimum on its kept support;
+SparseGPT (Frantar & Alistarh 2023) is its large-scale approximation. This is the exact OBC
+algorithm, O(rows · cols³) per layer, meant for small and medium layers.
+
+All Hessians come from one calibration pass over the unpruned model (rather than OBC's
+layer-after-layer re-calibration), in eval mode so that BatchNorm statistics are not updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+_HINV_BUDGET = 1 << 24  # float64 elements of row-wise inverse Hessians held at once (128 MiB)
+
+
+def _check_supported(name: str, layer: nn.Module) -> None:
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1:
+            raise ValueError(f"layer {name!r} is a grouped convolution (groups={layer.groups}); OBS supports groups=1")
+    elif not isinstance(layer, nn.Linear):
+        raise ValueError(f"layer {name!r} is a {type(layer).__name__}; OBS supports nn.Linear and nn.Conv2d")
+
+
+def _input_rows(layer: nn.Module, x: Tensor) -> Tensor:
+    """The layer's input as rows that the flattened weight multiplies: (rows, weight[0].numel())."""
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, layer.in_features)
+    if x.dim() == 3:  # unbatched (C, H, W)
+        x = x.unsqueeze(0)
+    mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
+    x = F.pad(x, layer._reversed_padding_repeated_twice, mode=mode)  # covers int, 'same' and 'valid' padding
+    patches = F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)  # (N, C*kh*kw, L)
+    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+
+
+def _calibration_inputs(
+    batches: Iterable[Sequence[Tensor]], num_batches: int, device: torch.device
+) -> Iterator[Tensor]:
+    if not isinstance(num_batches, int) or num_batches < 1:
+        raise ValueError(f"num_batches must be a positive integer, got {num_batches!r}")
+    for index, batch in enumerate(batches):
+        if index == num_batches:
+            return
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise ValueError("a batch must be (inputs, targets) or (inputs, targets, indices)")
+        yield batch[0].to(device)
+
+
+def _run_in_eval_mode(model: nn.Module, inputs: Iterator[Tensor]) -> int:
+    """Forward every input without gradients in eval mode, restoring each module's own mode after."""
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    count = 0
+    try:
+        with torch.no_grad():
+            for x in inputs:
+                model(x)
+                count += 1
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return count
+
+
+def collect_input_hessians(
+    model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], *, num_batches: int
+) -> dict[str, Tensor]:
+    """H = 2/N Σ x xᵀ (float64) of each layer's inputs over `num_batches` calibration batches.
+
+    The inputs are captured with forward hooks; for Conv2d they are the unfolded patches (same
+    padding, stride and dilation as the layer), ordered like ``weight.reshape(out, -1)``.
+    """
+    for name, layer in layers.items():
+        _check_supported(name, layer)
+    sums: dict[str, Tensor] = {}
+    counts = dict.fromkeys(layers, 0)
+
+    def hook_for(name: str, layer: nn.Module) -> Callable[[nn.Module, tuple, Tensor], None]:
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+            rows = _input_rows(layer, args[0].detach()).double()
+            sums[name] = sums[name] + rows.T @ rows if name in sums else rows.T @ rows
+            counts[name] += rows.shape[0]
+
+        return hook
+
+    handles = [layer.register_forward_hook(hook_for(name, layer)) for name, layer in layers.items()]
+    try:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        if _run_in_eval_mode(model, _calibration_inputs(batches, num_batches, device)) == 0:
+            raise ValueError("batches is empty: OBS needs calibration data")
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name, count in counts.items() if count == 0]
+    if missing:
+        raise ValueError(f"layers {missing} received no input during calibration")
+    return {name: sums[name] * (2.0 / counts[name]) for name in layers}
+
+
+def _damped_inverse(hessian: Tensor, damp: float) -> Tensor:
+    """(H + damp · mean(diag H) · I)⁻¹; the dampening keeps H invertible when inputs are degenerate."""
+    size = hessian.shape[0]
+    damped = hessian + damp * hessian.diagonal().mean() * torch.eye(size, dtype=hessian.dtype, device=hessian.device)
+    factor, info = torch.linalg.cholesky_ex(damped)
+    if int(info) != 0:
+        raise ValueError("the damped Hessian is not positive definite; increase damp")
+    return torch.cholesky_inverse(factor)
+
+
+def _obs_rows(weight: Tensor, hinv: Tensor, keep: int) -> tuple[Tensor, Tensor]:
+    """Greedy exact OBS on a block of rows at once, each row with its own copy of H⁻¹."""
+    rows, cols = weight.shape
+    index = torch.arange(rows, device=weight.device)
+    w = weight.clone()
+    hinv = hinv.expand(rows, cols, cols).clone()
+    mask = torch.ones(rows, cols, dtype=torch.bool, device=weight.device)
+    for _ in range(cols - keep):
+        diag = hinv.diagonal(dim1=1, dim2=2)
+        error = (w.square() / diag).masked_fill(~mask, float("inf"))  # removed weights have [H⁻¹]_qq = 0
+        q = error.argmin(dim=1)
+        pivot = diag[index, q]
+        column = hinv[index, :, q]  # H⁻¹[:, q] of each row, (rows, cols)
+        w -= (w[index, q] / pivot)[:, None] * column
+        w[index, q] = 0.0
+        mask[index, q] = False
+        hinv -= column[:, :, None] * hinv[index, q, :][:, None, :] / pivot[:, None, None]
+    return w.masked_fill(~mask, 0.0), mask
+
+
+def obs_prune_weight(weight2d: Tensor, hessian: Tensor, density: float, *, damp: float = 0.01) -> tuple[Tensor, Tensor]:
+    """Row-wise exact OBS (OBC): prune each row to round(density · cols) weights, compensating the rest.
+
+    For each row, repeatedly remove the remaining weight q with the smallest w_q² / [H⁻¹]_qq,
+    update the other remaining weights by -w_q / [H⁻¹]_qq · H⁻¹[:, q], and remove q from H⁻¹
+    (H⁻¹ ← H⁻¹ - H⁻¹[:, q] H⁻¹[q, :] / [H⁻¹]_qq). H is dampened to H + damp · mean(diag H) · I.
+    Every row keeps the same count (Python's round, half to even). Computed in float64.
+    Returns (new weight in weight2d's dtype with exact zeros where pruned, bool mask of kept weights).
+    """
+    if weight2d.dim() != 2:
+        raise ValueError(f"weight2d must be 2-D, got shape {tuple(weight2d.shape)}")
+    rows, cols = weight2d.shape
+    if hessian.shape != (cols, cols):
+        raise ValueError(f"hessian must be ({cols}, {cols}) for {cols} weight columns, got {tuple(hessian.shape)}")
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"density must be in [0, 1], got {density}")
+    if damp < 0:
+        raise ValueError(f"damp must be non-negative, got {damp}")
+    keep = round(density * cols)
+    w = weight2d.detach().to(torch.float64)
+    hinv = _damped_inverse(hessian.detach().to(device=w.device, dtype=torch.float64), damp)
+    chunk = max(1, _HINV_BUDGET // (cols * cols))
+    pruned = [_obs_rows(w[start : start + chunk], hinv, keep) for start in range(0, rows, chunk)]
+    new = torch.cat([block for block, _ in pruned]) if pruned else w.clone()
+    mask = torch.cat([block for _, block in pruned]) if pruned else torch.ones_like(w, dtype=torch.bool)
+    return new.to(weight2d.dtype), mask
+
+
+def _write_weight(layer: nn.Module, value: Tensor) -> None:
+    """Overwrite the stored weight in place (the parametrization's original if the weight is parametrized)."""
+    if parametrize.is_parametrized(layer, "weight"):
+        target = layer.parametrizations.weight.original
+    else:
+        target = layer.weight
+    with torch.no_grad():
+        target.copy_(value.to(target.dtype))
+
+
+def obs_prune(
+    model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], densities: dict[str, float],
+    *, num_batches: int = 8, damp: float = 0.01,
+) -> dict[str, Tensor]:
+    """Prune every layer in place with row-wise OBS to its density; returns the bool keep-masks.
+
+    `densities` must name exactly the layers in `layers`. The compensated weights (exact zeros
+    where pruned) are written into ``weight`` in place, or into
+    ``parametrizations.weight.original`` for a parametrized weight: they are computed from the
+    effective weight and assume an elementwise-mask parametrization, whose mask the caller should
+    then replace by the returned one (the old mask still applies on top until then).
+    """
+    if set(densities) != set(layers):
+        missing, unknown = sorted(set(layers) - set(densities)), sorted(set(densities) - set(layers))
+        raise ValueError(f"densities must name exactly the layers; missing {missing}, unknown {unknown}")
+    hessians = collect_input_hessians(model, layers, batches, num_batches=num_batches)
+    masks = {}
+    for name, layer in layers.items():
+        weight = layer.weight.detach()
+        new, mask = obs_prune_weight(weight.reshape(weight.shape[0], -1), hessians[name], densities[name], damp=damp)
+        _write_weight(layer, new.reshape(weight.shape))
+        masks[name] = mask.reshape(weight.shape)
+    return masks
