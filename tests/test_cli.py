@@ -78,3 +78,26 @@ def test_resume_with_corrupt_checkpoint(tmp_path, capsys):
 def test_existing_run_is_never_overwritten(finished_run, capsys):
     assert main(["train", "--model", "lenet300", *QUICK, "--out", str(finished_run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["magnitude", "obs", "obd"])
+def test_prune_a_trained_run_and_fine_tune(finished_run, tmp_path, method):
+    out = tmp_path / method
+    argv = ["prune", "--from", str(finished_run), "--method", method, "--sparsity", "0.8",
+            "--finetune-epochs", "1", "--prune-batches", "2", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["sparsity_pruned_layers"] == pytest.approx(0.8, abs=0.01)
+    assert 0 <= metrics["test_acc_before_finetune"] <= 1
+    import yaml
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["init_from"] == str(finished_run) and config["epochs"] == 1
+    assert config["lr"] == pytest.approx(0.005)  # a tenth of the source run's learning rate
+
+
+def test_prune_refuses_a_scheme_obs_cannot_do(finished_run, tmp_path, capsys):
+    argv = ["prune", "--from", str(finished_run), "--method", "obs", "--sparsity", "0.8", "--scheme", "channel",
+            "--out", str(tmp_path / "x")]
+    assert main(argv) == 2
+    assert "obs prunes each row" in capsys.readouterr().err

@@ -33,9 +33,11 @@ def _flag_kwargs(annotation: Any) -> dict[str, Any]:
     return {"type": annotation}
 
 
-def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: Sequence[str] = ()) -> None:
     group = parser.add_argument_group("run configuration (each flag overrides the same key in --config)")
     for name, field in config_cls.model_fields.items():
+        if name in skip:
+            continue
         help_text = f"{field.description or name} (default: {field.default})"
         group.add_argument(
             f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS, help=help_text,
@@ -62,6 +64,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-{config.method}-s{config.seed}"
         metrics = train_run(config, out)
     _print_table([(str(out), metrics)])
+    return 0
+
+
+PRUNE_METHODS = ("magnitude", "obd", "taylor", "obs", "snip", "random", "gmp")
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Prune a trained run and fine-tune it: `train --config FROM/config.yaml --init-from FROM ...`."""
+    from slimkit.config import RunConfig, make_config, read_yaml
+    from slimkit.runner import CONFIG_FILE, train_run
+
+    source = Path(args.source)
+    values = read_yaml(source / CONFIG_FILE)
+    values["lr"] = values.get("lr", RunConfig.model_fields["lr"].default) * 0.1  # fine-tuning default
+    values.update(init_from=str(source), method=args.method, epochs=args.finetune_epochs)
+    values.update(_overrides(args, RunConfig))
+    config = make_config(values)
+    out = Path(args.out) if args.out else source.parent / f"{source.name}-{args.method}-{config.sparsity:g}"
+    _print_table([(str(out), train_run(config, out))])
     return 0
 
 
@@ -119,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="OUT", help="continue the interrupted run in folder OUT")
     add_config_flags(train, RunConfig)
     train.set_defaults(func=cmd_train)
+
+    prune = sub.add_parser(
+        "prune", help="prune a trained run (one-shot) and fine-tune it with fixed masks",
+        description="Starts from FROM's trained weights and config; any run setting can be overridden. "
+        "The learning rate defaults to a tenth of FROM's. The result records the accuracy right after pruning "
+        "(test_acc_before_finetune) and after fine-tuning (test_acc).",
+    )
+    prune.add_argument("--from", dest="source", required=True, metavar="FROM", help="finished run folder to prune")
+    prune.add_argument("--method", required=True, choices=PRUNE_METHODS, help="pruning criterion or method")
+    prune.add_argument("--finetune-epochs", type=int, default=5, help="epochs of fine-tuning (default: 5)")
+    prune.add_argument("--out", help="run folder to write (default: FROM-METHOD-SPARSITY beside FROM)")
+    add_config_flags(prune, RunConfig, skip=("method", "epochs", "init_from"))
+    prune.set_defaults(func=cmd_prune)
 
     sub.add_parser("models", help="list the available models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the available datasets").set_defaults(func=cmd_datasets)

@@ -23,11 +23,15 @@ class RunConfig(TrainConfig):
     data: str = Field("fashion-mnist", description="dataset name (see `slimkit datasets`)")
     data_dir: str | None = Field(None, description="folder with the dataset files (default: $SLIMKIT_DATA/<name>)")
     val_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of the training set held out for validation")
-    method: Literal["dense", "magnitude", "random", "snip", "grasp", "synflow", "gmp"] = Field(
+    method: Literal[
+        "dense", "magnitude", "random", "snip", "grasp", "synflow", "obd", "taylor", "obs", "gmp", "imp"
+    ] = Field(
         "dense",
-        description="dense; prune at init then train sparse (magnitude, random, snip, grasp, synflow); "
-        "gmp (gradual magnitude pruning)",
+        description="dense; prune once then train with fixed masks (magnitude, random, snip, grasp, synflow at "
+        "init; magnitude, obd, taylor, obs on --init-from weights); gmp (gradual magnitude pruning); "
+        "imp (iterative magnitude pruning with rewinding)",
     )
+    init_from: str | None = Field(None, description="run folder whose trained weights start this run (pruning)")
     sparsity: float = Field(0.0, ge=0, lt=1, description="target fraction of zeros over the pruned layers")
     scheme: Literal["unstructured", "channel", "block", "pattern", "nm"] = Field(
         "unstructured", description="sparsity structure"
@@ -40,6 +44,9 @@ class RunConfig(TrainConfig):
     gmp_start: float = Field(0.0, ge=0, lt=1, description="gmp: fraction of training where pruning starts")
     gmp_end: float = Field(0.75, gt=0, le=1, description="gmp: fraction of training where the final sparsity is reached")
     prune_every: int = Field(100, ge=1, description="gmp: steps between mask updates")
+    imp_rounds: int = Field(5, ge=1, description="imp: pruning rounds after the dense round")
+    rewind_epoch: int = Field(0, ge=0, description="imp: epoch of round 0 whose weights later rounds rewind to")
+    imp_reinit: Literal["rewind", "random"] = Field("rewind", description="imp: rewind, or random re-init (control)")
     latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")
 
     @model_validator(mode="after")
@@ -48,6 +55,8 @@ class RunConfig(TrainConfig):
             raise ValueError("sparsity > 0 needs a sparse method (e.g. --method gmp)")
         if self.method != "dense" and self.sparsity == 0:
             raise ValueError(f"method '{self.method}' needs a sparsity > 0 (e.g. --sparsity 0.9)")
+        if self.method == "imp" and self.rewind_epoch >= self.epochs:
+            raise ValueError(f"rewind_epoch ({self.rewind_epoch}) must be before the last epoch ({self.epochs})")
         if self.gmp_start >= self.gmp_end:
             raise ValueError(f"gmp_start ({self.gmp_start}) must come before gmp_end ({self.gmp_end})")
         return self

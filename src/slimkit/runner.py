@@ -1,4 +1,4 @@
-"""A run end to end: config -> data -> model -> training -> the run folder.
+"""A run end to end: config -> data -> model -> method -> training -> the run folder.
 
 Run folder contract (DESIGN.md): metrics.json, history.csv, model.safetensors + model.json,
 checkpoint.pt (latest, for resume) and config.yaml (everything needed to rerun it).
@@ -6,26 +6,35 @@ checkpoint.pt (latest, for resume) and config.yaml (everything needed to rerun i
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from slimkit import __version__
 from slimkit.config import RunConfig, dump_config, load_config
-from slimkit.data import load_dataset, make_loaders
-from slimkit.export import save_model
-from slimkit.fileio import atomic_write_json, atomic_write_text
+from slimkit.data import DatasetInfo, Loaders, load_dataset, make_loaders
+from slimkit.export import ModelFileError, load_model, save_model
+from slimkit.fileio import atomic_write, atomic_write_json, atomic_write_text
+from slimkit.methods import FixedMasks, GradualMagnitude, PruneOnce, SparsityMethod
+from slimkit.methods.imp import magnitude_masks, round_sparsity
 from slimkit.metrics import count_flops, count_params, measure_latency, state_bytes, training_state_bytes, weight_sparsity
+from slimkit.metrics.params import prunable_layers
 from slimkit.models import build_model
-from slimkit.methods import GradualMagnitude, PruneOnce, SparsityMethod
-from slimkit.sparse import remove_masks, sparsity_report
+from slimkit.sparse import make_scheme, remove_masks, sparsity_report
 from slimkit.train import Callback, Trainer
-from slimkit.train.loop import CHECKPOINT_FILE
+from slimkit.train.loop import CHECKPOINT_FILE, HISTORY_FILE, write_history_csv
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+REWIND_FILE = "rewind.safetensors"
+log = logging.getLogger("slimkit")
 
 
 class RunFolderError(ValueError):
@@ -37,15 +46,37 @@ def _prepare_folder(config: RunConfig, out: Path, resume: bool) -> RunConfig:
         if not (out / CONFIG_FILE).is_file():
             raise RunFolderError(f"cannot resume: {out} has no {CONFIG_FILE} (is it a slimkit run folder?)")
         return load_config(out / CONFIG_FILE)
-    if (out / CHECKPOINT_FILE).exists() or (out / METRICS_FILE).exists():
+    if (out / CHECKPOINT_FILE).exists() or (out / METRICS_FILE).exists() or (out / "round-0").exists():
         raise RunFolderError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     atomic_write_text(out / CONFIG_FILE, dump_config(config))
     return config
 
 
-def build_method(config: RunConfig, model: torch.nn.Module, info) -> SparsityMethod | None:
-    """The sparsity method a config asks for (None for dense training)."""
-    if config.method == "dense":
+# ---- building blocks --------------------------------------------------------------------------
+def load_data(config: RunConfig) -> tuple[DatasetInfo, Loaders]:
+    splits = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction, split_seed=config.seed)
+    loaders = make_loaders(
+        splits, config.batch_size, eval_batch_size=config.eval_batch_size, augment=config.augment, seed=config.seed
+    )
+    return splits.info, loaders
+
+
+def make_model(config: RunConfig, info: DatasetInfo, seed: int | None = None) -> nn.Module:
+    """The config's architecture, seeded; with `init_from`, starting from that run's weights."""
+    torch.manual_seed(config.seed if seed is None else seed)
+    model = build_model(config.model, info, **config.model_options)
+    if config.init_from:
+        source, _ = load_model(config.init_from)
+        try:
+            model.load_state_dict(source.state_dict())
+        except RuntimeError as exc:
+            raise ModelFileError(f"weights of {config.init_from} do not fit model '{config.model}': {exc}") from None
+    return model
+
+
+def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> SparsityMethod | None:
+    """The sparsity method a config asks for (None for dense training; imp is driven by imp_run)."""
+    if config.method in ("dense", "imp"):
         return None
     common = dict(
         sparsity=config.sparsity, scheme=config.scheme, scheme_options=config.scheme_options,
@@ -61,34 +92,51 @@ def build_method(config: RunConfig, model: torch.nn.Module, info) -> SparsityMet
     )
 
 
+class EvaluateBeforeTraining(Callback):
+    """Records test accuracy right after pruning, before any fine-tuning (one-shot accuracy)."""
+
+    def __init__(self) -> None:
+        self.result: dict[str, float] | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if self.result is None:
+            self.result = trainer.evaluate(trainer.loaders.test)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"result": self.result}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.result = state["result"]
+
+
 def build_trainer(
     config: RunConfig, out: Path | None, callbacks: Sequence[Callback] = ()
-) -> tuple[Trainer, Any]:
+) -> tuple[Trainer, DatasetInfo]:
     """Data, model, method and trainer for `config`, seeded so the same config gives the same run."""
-    splits = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction, split_seed=config.seed)
-    loaders = make_loaders(
-        splits, config.batch_size, eval_batch_size=config.eval_batch_size, augment=config.augment, seed=config.seed
-    )
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, splits.info, **config.model_options)
-    method = build_method(config, model, splits.info)
-    all_callbacks = ([method] if method else []) + list(callbacks)
-    return Trainer(model, loaders, config, callbacks=all_callbacks, out_dir=out), splits.info
+    info, loaders = load_data(config)
+    model = make_model(config, info)
+    method = build_method(config, model, info)
+    first = [method] if method else []
+    if config.init_from:
+        first.append(EvaluateBeforeTraining())  # after the method: measures the pruned, untrained model
+    return Trainer(model, loaders, config, callbacks=first + list(callbacks), out_dir=out), info
 
 
-def collect_metrics(config: RunConfig, trainer: Trainer, info) -> dict[str, Any]:
+# ---- finishing a run ----------------------------------------------------------------------------
+def collect_metrics(config: RunConfig, trainer: Trainer, info: DatasetInfo) -> dict[str, Any]:
     """metrics.json: every figure measured from this run (accuracy is the final epoch's)."""
     model, last = trainer.model, trainer.history[-1]
     total, nonzero = count_params(model)
     flops = count_flops(model, info.input_shape)
     best = max(trainer.history, key=lambda row: row["test_acc"])
     latency = measure_latency(model, info.input_shape, config.latency_batch_size, warmup=3, repeats=20)
+    sparse = config.method != "dense"
     metrics = {
         "model": config.model,
         "dataset": config.data,
         "method": config.method,
-        "scheme": config.scheme if config.method != "dense" else "none",
-        "allocation": config.allocation if config.method != "dense" else "none",
+        "scheme": config.scheme if sparse else "none",
+        "allocation": config.allocation if sparse else "none",
         "target_sparsity": config.sparsity,
         "sparsity": weight_sparsity(model),
         "test_acc": last["test_acc"],
@@ -114,25 +162,115 @@ def collect_metrics(config: RunConfig, trainer: Trainer, info) -> dict[str, Any]
     return metrics
 
 
+def finish_run(config: RunConfig, trainer: Trainer, info: DatasetInfo, out: Path) -> dict[str, Any]:
+    """Bake masks into plain weights, save the model, write metrics.json."""
+    method = next((cb for cb in trainer.callbacks if isinstance(cb, SparsityMethod)), None)
+    pruned_sparsity = sparsity_report(trainer.model, method.layers).sparsity if method else None
+    remove_masks(trainer.model)  # the saved model is a plain one with exact zeros
+    weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options)
+    metrics = collect_metrics(config, trainer, info)
+    metrics["model_file_bytes"] = weights.stat().st_size
+    if pruned_sparsity is not None:
+        metrics["sparsity_pruned_layers"] = pruned_sparsity
+    before = next((cb.result for cb in trainer.callbacks if isinstance(cb, EvaluateBeforeTraining)), None)
+    if before is not None:
+        metrics["test_acc_before_finetune"] = before["acc"]
+    atomic_write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
 def train_run(
     config: RunConfig, out_dir: str | Path, *, resume: bool = False, callbacks: Sequence[Callback] = ()
 ) -> dict[str, Any]:
     """Train `config` into `out_dir` (or continue the run there with `resume=True`)."""
     out = Path(out_dir)
     config = _prepare_folder(config, out, resume)
+    if config.method == "imp":
+        return imp_run(config, out, resume=resume, callbacks=callbacks)
     trainer, info = build_trainer(config, out, callbacks)
     if resume and (out / CHECKPOINT_FILE).exists():  # killed before its first epoch ended: start over
         trainer.resume(out / CHECKPOINT_FILE)
     trainer.fit()
-    method = next((cb for cb in trainer.callbacks if isinstance(cb, SparsityMethod)), None)
-    if method is not None:
-        pruned_sparsity = sparsity_report(trainer.model, method.layers).sparsity
-        remove_masks(trainer.model)  # the saved model is a plain one with exact zeros
-    weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options)
-    metrics = collect_metrics(config, trainer, info)
-    metrics["model_file_bytes"] = weights.stat().st_size
-    if method is not None:
-        metrics["sparsity_pruned_layers"] = pruned_sparsity
+    return finish_run(config, trainer, info, out)
+
+
+# ---- iterative magnitude pruning (lottery tickets) ---------------------------------------------
+class WeightSnapshot(Callback):
+    """Saves the model's weights at the end of epoch `epoch` (0: before training) for rewinding."""
+
+    def __init__(self, epoch: int, path: Path) -> None:
+        self.epoch, self.path = epoch, path
+
+    def _save(self, model: nn.Module) -> None:
+        tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        atomic_write(self.path, lambda tmp: save_file(tensors, tmp))
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if self.epoch == 0 and trainer.epoch == 0:
+            self._save(trainer.model)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
+        if epoch + 1 == self.epoch:
+            self._save(trainer.model)
+
+
+def imp_run(
+    config: RunConfig, out: Path, *, resume: bool = False, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
+    """Round 0 trains dense; each later round prunes by magnitude, rewinds and retrains.
+
+    Each round is an ordinary run folder `out/round-R/` (resumable on its own); `out/` gets the
+    final round's model and metrics, plus every round's results under "rounds" and a combined
+    history.csv with a `round` column.
+    """
+    info, loaders = load_data(config)
+    scheme = make_scheme(config.scheme, **config.scheme_options)
+    rounds, previous = [], None
+    for r in range(config.imp_rounds + 1):
+        round_dir = out / f"round-{r}"
+        if (round_dir / METRICS_FILE).exists():  # finished before an interruption
+            previous, _ = load_model(round_dir)
+            rounds.append(read_metrics(round_dir))
+            continue
+        sparsity = round_sparsity(config.sparsity, r, config.imp_rounds)
+        round_config = config.model_copy(update={"method": "dense" if r == 0 else "imp", "sparsity": sparsity})
+        model = make_model(config, info, seed=config.seed if config.imp_reinit == "rewind" else config.seed + 1000 * r)
+        extra: list[Callback] = []
+        if r == 0:
+            extra.append(WeightSnapshot(config.rewind_epoch, out / REWIND_FILE))
+        else:
+            if config.imp_reinit == "rewind":
+                model.load_state_dict(load_file(out / REWIND_FILE))
+            layers = {n: m for n, m in prunable_layers(previous).items() if scheme.supports(m)}
+            masks = magnitude_masks(previous, layers, sparsity, scheme, config.allocation, tuple(config.dense_layers))
+            extra.append(FixedMasks(model, masks, scheme=scheme))
+        log.info(f"== imp round {r}/{config.imp_rounds}: sparsity {sparsity:.2%}")
+        trainer = Trainer(model, loaders, round_config, callbacks=extra + list(callbacks), out_dir=round_dir)
+        if resume and (round_dir / CHECKPOINT_FILE).exists():
+            trainer.resume(round_dir / CHECKPOINT_FILE)
+        elif r > 0:
+            trainer.epoch = config.rewind_epoch  # continue round 0's schedule from the rewind point
+        trainer.fit()
+        rounds.append(finish_run(round_config, trainer, info, round_dir))
+        previous = trainer.model
+    return _summarise_imp(config, out, rounds)
+
+
+def _summarise_imp(config: RunConfig, out: Path, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    final_dir = out / f"round-{config.imp_rounds}"
+    for name in ("model.safetensors", "model.json"):
+        shutil.copyfile(final_dir / name, out / name)
+    history = []
+    for r in range(config.imp_rounds + 1):
+        with open(out / f"round-{r}" / HISTORY_FILE) as f:
+            history += [{"round": r, **row} for row in csv.DictReader(f)]
+    write_history_csv(out / HISTORY_FILE, history)
+    metrics = {**rounds[-1], "method": "imp", "target_sparsity": config.sparsity}
+    metrics["rounds"] = [
+        {"round": r, "sparsity": m["sparsity"], "test_acc": m["test_acc"], "train_time_s": m["train_time_s"]}
+        for r, m in enumerate(rounds)
+    ]
+    metrics["train_time_s"] = sum(m["train_time_s"] for m in rounds)
     atomic_write_json(out / METRICS_FILE, metrics)
     return metrics
 

@@ -213,3 +213,37 @@ def test_obs_prune_errors_name_the_layer():
         obs_prune(model, {"fc": model[2]}, data, {})
     with pytest.raises(ValueError, match="empty"):
         obs_prune(model, {"fc": model[2]}, [], {"fc": 0.5})
+
+
+def _output_errors(weight, x, density, block=128):
+    hessian = 2.0 / x.shape[0] * x.T @ x
+    errors, keep_count = {}, round(density * weight.shape[1])
+    for method in ("exact", "sparsegpt"):
+        new, mask = obs_prune_weight(weight, hessian, density, method=method, block=block)
+        assert torch.all(mask.sum(dim=1) == keep_count)
+        assert torch.all(new[~mask] == 0)
+        errors[method] = float(((weight - new) @ x.T).square().sum())
+    keep = torch.argsort(weight.abs(), dim=1, descending=True)[:, :keep_count]
+    magnitude = torch.zeros_like(weight).scatter(1, keep, weight.gather(1, keep))
+    errors["magnitude"] = float(((weight - magnitude) @ x.T).square().sum())
+    return errors
+
+
+def test_sparsegpt_equals_exact_obs_for_uncorrelated_inputs():
+    """With a diagonal H nothing can be compensated and both reduce to the saliency w_q^2 h_qq."""
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(8, 200, generator=gen, dtype=torch.float64)
+    scales = torch.rand(200, generator=gen, dtype=torch.float64) * 3
+    x = torch.eye(200, dtype=torch.float64) * scales  # orthogonal inputs of different scales: diagonal H
+    errors = _output_errors(weight, x, 0.25, block=200)  # one block: the same mask as exact OBS
+    assert errors["sparsegpt"] == pytest.approx(errors["exact"], rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparsegpt_sits_between_exact_obs_and_magnitude(seed):
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(12, 300, generator=gen, dtype=torch.float64)
+    mixing = torch.randn(300, 300, generator=gen, dtype=torch.float64) * 0.1
+    x = torch.randn(600, 300, generator=gen, dtype=torch.float64) @ mixing  # correlated inputs
+    errors = _output_errors(weight, x, 0.3)
+    assert errors["exact"] <= errors["sparsegpt"] < errors["magnitude"]

@@ -2,7 +2,8 @@
 dynamic sparse training). Every method follows `SparsityMethod`'s `step()` contract."""
 
 from slimkit.methods.base import SparsityMethod, select_layers
+from slimkit.methods.fixed import FixedMasks
 from slimkit.methods.gradual import GradualMagnitude
 from slimkit.methods.prune_once import PruneOnce
 
-__all__ = ["GradualMagnitude", "PruneOnce", "SparsityMethod", "select_layers"]
+__all__ = ["FixedMasks", "GradualMagnitude", "PruneOnce", "SparsityMethod", "select_layers"]

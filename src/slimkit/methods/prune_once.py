@@ -3,7 +3,8 @@
 On a freshly initialised model this is pruning at initialisation followed by static sparse
 training (SNIP, Lee et al. 2019; GraSP, Wang et al. 2020; SynFlow, Tanaka et al. 2020; random);
 on a trained model it is one-shot pruning followed by fine-tuning (magnitude, Han et al. 2015;
-OBD, LeCun et al. 1990; Taylor, Molchanov et al. 2019).
+OBD, LeCun et al. 1990; Taylor, Molchanov et al. 2019; OBS, Hassibi & Stork 1993, layer-wise as
+in OBC, Frantar & Alistarh 2022, which also updates the surviving weights to compensate).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from torch import nn
 
 from slimkit.methods.base import SparsityMethod
 from slimkit.sparse import criteria
+from slimkit.sparse.masking import apply_masks
+from slimkit.sparse.obs import obs_prune
 
 
 class PruneOnce(SparsityMethod):
@@ -32,7 +35,9 @@ class PruneOnce(SparsityMethod):
         **kwargs: Any,
     ) -> None:
         self.criterion_name = criterion
-        self.criterion = criteria.get_criterion(criterion)
+        self.criterion = None if criterion == "obs" else criteria.get_criterion(criterion)
+        if criterion == "obs" and kwargs.get("scheme", "unstructured") != "unstructured":
+            raise ValueError("obs prunes each row to the same count (unstructured); other schemes are not supported")
         if criterion == "synflow" and input_shape is None:
             raise ValueError("synflow needs input_shape (the shape of one example)")
         if synflow_iterations < 1:
@@ -54,6 +59,11 @@ class PruneOnce(SparsityMethod):
             for density in criteria.synflow_schedule(1.0 - self.sparsity, self.synflow_iterations):
                 scores = criteria.synflow(self.model, self.layers, input_shape=self.input_shape)
                 self.prune_to(1.0 - density, scores)
+            return
+        if self.criterion_name == "obs":
+            densities = self.densities(self.sparsity, criteria.magnitude(self.model, self.layers))
+            masks = obs_prune(self.model, self.layers, self._batches(), densities, num_batches=self.num_batches)
+            apply_masks(self.model, masks, self.optimizer)
             return
         scores = self.criterion(
             self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,
