@@ -45,6 +45,9 @@ class RunConfig(TrainConfig):
     gmp_end: float = Field(0.75, gt=0, le=1, description="gmp: fraction of training where the final sparsity is reached")
     prune_every: int = Field(100, ge=1, description="gmp: steps between mask updates")
     imp_rounds: int = Field(5, ge=1, description="imp: pruning rounds after the dense round")
+    imp_sparsities: list[float] = Field(
+        [], description="imp: the sparsity after each round (overrides the geometric schedule; last = sparsity)"
+    )
     rewind_epoch: int = Field(0, ge=0, description="imp: epoch of round 0 whose weights later rounds rewind to")
     imp_reinit: Literal["rewind", "random"] = Field("rewind", description="imp: rewind, or random re-init (control)")
     latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")
@@ -55,6 +58,9 @@ class RunConfig(TrainConfig):
             raise ValueError("sparsity > 0 needs a sparse method (e.g. --method gmp)")
         if self.method != "dense" and self.sparsity == 0:
             raise ValueError(f"method '{self.method}' needs a sparsity > 0 (e.g. --sparsity 0.9)")
+        steps = self.imp_sparsities
+        if steps and (steps != sorted(set(steps)) or not 0 < steps[0] or abs(steps[-1] - self.sparsity) > 1e-12):
+            raise ValueError(f"imp_sparsities must increase from above 0 to the target sparsity {self.sparsity}")
         if self.method == "imp" and self.rewind_epoch >= self.epochs:
             raise ValueError(f"rewind_epoch ({self.rewind_epoch}) must be before the last epoch ({self.epochs})")
         if self.gmp_start >= self.gmp_end:

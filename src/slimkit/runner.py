@@ -225,14 +225,16 @@ def imp_run(
     """
     info, loaders = load_data(config)
     scheme = make_scheme(config.scheme, **config.scheme_options)
+    schedule = [0.0] + (config.imp_sparsities or [
+        round_sparsity(config.sparsity, r, config.imp_rounds) for r in range(1, config.imp_rounds + 1)
+    ])
     rounds, previous = [], None
-    for r in range(config.imp_rounds + 1):
+    for r, sparsity in enumerate(schedule):
         round_dir = out / f"round-{r}"
         if (round_dir / METRICS_FILE).exists():  # finished before an interruption
             previous, _ = load_model(round_dir)
             rounds.append(read_metrics(round_dir))
             continue
-        sparsity = round_sparsity(config.sparsity, r, config.imp_rounds)
         round_config = config.model_copy(update={"method": "dense" if r == 0 else "imp", "sparsity": sparsity})
         model = make_model(config, info, seed=config.seed if config.imp_reinit == "rewind" else config.seed + 1000 * r)
         extra: list[Callback] = []
@@ -244,7 +246,7 @@ def imp_run(
             layers = {n: m for n, m in prunable_layers(previous).items() if scheme.supports(m)}
             masks = magnitude_masks(previous, layers, sparsity, scheme, config.allocation, tuple(config.dense_layers))
             extra.append(FixedMasks(model, masks, scheme=scheme))
-        log.info(f"== imp round {r}/{config.imp_rounds}: sparsity {sparsity:.2%}")
+        log.info(f"== imp round {r}/{len(schedule) - 1}: sparsity {sparsity:.2%}")
         trainer = Trainer(model, loaders, round_config, callbacks=extra + list(callbacks), out_dir=round_dir)
         if resume and (round_dir / CHECKPOINT_FILE).exists():
             trainer.resume(round_dir / CHECKPOINT_FILE)
@@ -257,11 +259,11 @@ def imp_run(
 
 
 def _summarise_imp(config: RunConfig, out: Path, rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    final_dir = out / f"round-{config.imp_rounds}"
+    final_dir = out / f"round-{len(rounds) - 1}"
     for name in ("model.safetensors", "model.json"):
         shutil.copyfile(final_dir / name, out / name)
     history = []
-    for r in range(config.imp_rounds + 1):
+    for r in range(len(rounds)):
         with open(out / f"round-{r}" / HISTORY_FILE) as f:
             history += [{"round": r, **row} for row in csv.DictReader(f)]
     write_history_csv(out / HISTORY_FILE, history)

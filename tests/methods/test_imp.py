@@ -81,3 +81,13 @@ def test_imp_resumes_inside_a_round(tmp_path):
 def test_rewind_epoch_must_come_before_the_end():
     with pytest.raises(ValueError, match="rewind_epoch"):
         make_config({**IMP, "rewind_epoch": 3})
+
+
+def test_explicit_round_sparsities(tmp_path):
+    config = make_config({**IMP, "epochs": 2, "imp_sparsities": [0.5, 0.8, 0.9]})
+    metrics = train_run(config, tmp_path)
+    assert [round(r["sparsity"], 3) for r in metrics["rounds"]] == [0.0, 0.5, 0.8, 0.9]
+    with pytest.raises(ValueError, match="imp_sparsities"):
+        make_config({**IMP, "imp_sparsities": [0.8, 0.5, 0.9]})
+    with pytest.raises(ValueError, match="imp_sparsities"):
+        make_config({**IMP, "imp_sparsities": [0.5, 0.8]})  # must end at the target
