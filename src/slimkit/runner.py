@@ -22,7 +22,10 @@ from slimkit.config import RunConfig, dump_config, load_config
 from slimkit.data import DatasetInfo, Loaders, load_dataset, make_loaders
 from slimkit.export import ModelFileError, load_model, save_model
 from slimkit.fileio import atomic_write, atomic_write_json, atomic_write_text
-from slimkit.methods import FixedMasks, GradualMagnitude, PruneOnce, SparsityMethod
+from slimkit.methods import (
+    MEST, SET, FixedMasks, GradualMagnitude, PhasedMEST, PruneOnce, SparsityMethod, elastic_mutation_phases,
+    soft_memory_bound_phases,
+)
 from slimkit.methods.imp import magnitude_masks, round_sparsity
 from slimkit.metrics import count_flops, count_params, measure_latency, state_bytes, training_state_bytes, weight_sparsity
 from slimkit.metrics.params import prunable_layers
@@ -86,6 +89,15 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
         return GradualMagnitude(
             model, start=config.gmp_start, end=config.gmp_end, prune_every=config.prune_every, **common
         )
+    dst = dict(update_every=config.update_every, seed=config.seed, **common)
+    if config.method == "mest":
+        return MEST(model, mutation_rate=config.mutation_rate, stop=config.mutation_stop,
+                    grad_weight=config.grad_weight, **dst)
+    if config.method in ("mest-em", "mest-ems"):
+        make_phases = elastic_mutation_phases if config.method == "mest-em" else soft_memory_bound_phases
+        return PhasedMEST(model, phases=make_phases(config.sparsity), grad_weight=config.grad_weight, **dst)
+    if config.method == "set":
+        return SET(model, zeta=config.zeta, stop=config.mutation_stop, **dst)
     return PruneOnce(
         model, criterion=config.method, num_batches=config.prune_batches, input_shape=info.input_shape,
         synflow_iterations=config.synflow_iterations, seed=config.seed, **common,

@@ -1,0 +1,150 @@
+import pytest
+import torch
+
+from slimkit.data import make_loaders
+from slimkit.methods import MEST, SET, Phase, PhasedMEST, elastic_mutation_phases, soft_memory_bound_phases
+from slimkit.sparse import get_masks, original_weight
+from slimkit.train import Callback, Trainer, TrainConfig
+
+from .test_prune_methods import SCHEMES, SPLITS, SmallConvNet
+
+
+def _make(kind, model, scheme="unstructured", sparsity=0.9, **kw):
+    common = dict(sparsity=sparsity, scheme=scheme, scheme_options=SCHEMES[scheme], update_every=1, seed=3, **kw)
+    if kind == "mest":
+        return MEST(model, **common)
+    if kind == "mest-em":
+        return PhasedMEST(model, phases=elastic_mutation_phases(sparsity), **common)
+    if kind == "mest-ems":
+        return PhasedMEST(model, phases=soft_memory_bound_phases(sparsity), **common)
+    return SET(model, **common)
+
+
+class Inspector(Callback):
+    """Runs after the method on every step: records masks and checks the method's invariants."""
+
+    def __init__(self, method):
+        self.method = method
+        self.masks = []
+
+    def on_step_end(self, trainer, step):
+        masks = {n: m.clone() for n, m in get_masks(trainer.model).items()}
+        method = self.method
+        targets = method.targets(method.progress) if not method.finished else None
+        expected = method.densities(targets[0] if targets else method.sparsity)
+        for name, module in method.layers.items():
+            method.scheme.validate(masks[name])
+            unit = method.scheme.unit_size(tuple(module.weight.shape))
+            assert abs(int(masks[name].sum()) - expected[name] * masks[name].numel()) <= unit, name
+            assert torch.all(module.weight[~masks[name]] == 0)
+        self.masks.append(masks)
+
+
+def _fit(method, model, epochs=3):
+    inspector = Inspector(method)
+    config = TrainConfig(epochs=epochs, batch_size=128, lr=0.05, progress="none")
+    trainer = Trainer(model, make_loaders(SPLITS, 128), config, callbacks=[method, inspector])
+    trainer.fit()
+    return trainer, inspector
+
+
+@pytest.mark.parametrize("kind", ["mest", "mest-em", "mest-ems", "set"])
+@pytest.mark.parametrize("scheme", ["unstructured", "channel", "block", "pattern", "nm"])
+def test_masks_mutate_keep_the_scheme_and_end_exactly_at_target(kind, scheme):
+    torch.manual_seed(0)
+    model = SmallConvNet()
+    sparsity = {"nm": 0.5, "channel": 0.7}.get(scheme, 0.9)  # channel: 8-filter layers need room to move
+    method = _make(kind, model, scheme, sparsity)
+    trainer, inspector = _fit(method, model)
+    assert method.updates > 3
+    changed = sum(not torch.equal(a[n], b[n]) for a, b in zip(inspector.masks, inspector.masks[1:]) for n in a)
+    assert changed > 0  # connectivity really moves
+    assert method.finished
+    final = inspector.masks[-1]
+    final_density = method.densities(sparsity)
+    for name, module in method.layers.items():
+        unit = method.scheme.unit_size(tuple(module.weight.shape))
+        assert abs(int(final[name].sum()) - final_density[name] * final[name].numel()) <= unit
+
+
+def test_soft_memory_bound_trains_denser_then_settles():
+    torch.manual_seed(0)
+    model = SmallConvNet()
+    method = _make("mest-ems", model)
+    _, inspector = _fit(method, model)
+    total = lambda masks: sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    early, late = total(inspector.masks[1]), total(inspector.masks[-1])
+    assert early == pytest.approx(0.15, abs=0.02)  # s - 5%
+    assert late == pytest.approx(0.10, abs=0.01)
+
+
+def test_grown_weights_start_at_zero_with_fresh_optimizer_state():
+    torch.manual_seed(0)
+    model = SmallConvNet()
+    method = _make("mest", model, mutation_rate=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    method.bind(opt, total_steps=100)
+    x, y = next(iter(make_loaders(SPLITS, 64).train))[:2]
+    for _ in range(2):
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+        method.step()
+    before = {n: m.clone() for n, m in get_masks(model).items()}
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    method.mutate(0.9, 0.95)
+    for name, mask in get_masks(model).items():
+        grown = mask & ~before[name]
+        assert grown.any()
+        weight = original_weight(method.layers[name])
+        assert torch.all(weight[grown] == 0)
+        assert torch.all(opt.state[weight]["momentum_buffer"][grown] == 0)
+
+
+def test_same_seed_same_masks():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = SmallConvNet()
+        _, inspector = _fit(_make("mest-em", model), model, epochs=2)
+        runs.append(inspector.masks)
+    assert all(torch.equal(a[n], b[n]) for a, b in zip(*runs) for n in a)
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda m: MEST(m, sparsity=0.9, mutation_rate=0.0), "mutation rate"),
+        (lambda m: MEST(m, sparsity=0.9, mutation_rate=1.0), "mutation rate"),
+        (lambda m: MEST(m, sparsity=0.9, update_every=0), "update interval"),
+        (lambda m: SET(m, sparsity=0.9, zeta=1.5), "zeta"),
+        (lambda m: PhasedMEST(m, sparsity=0.9, phases=[Phase(0.7, 0.9, 0.92), Phase(0.5, 0.9, 0.91)]), "ends before it starts"),
+        (lambda m: PhasedMEST(m, sparsity=0.9, phases=[]), "at least one phase"),
+        (lambda m: MEST(m, sparsity=0.9, allocation="global"), "uniform or erk"),
+    ],
+)
+def test_bad_settings_fail_before_training(build, message):
+    model = SmallConvNet()
+    with pytest.raises(ValueError, match=message):
+        build(model)
+    assert get_masks(model) == {}
+
+
+def test_dynamic_run_resumes_exactly(tmp_path):
+    from slimkit.config import make_config
+    from slimkit.runner import build_trainer
+    from tests.train.test_loop import CrashAt
+
+    values = dict(model="lenet300", data="synthetic", epochs=3, batch_size=64, method="mest-ems", sparsity=0.8,
+                  update_every=2, progress="none")
+    reference, _ = build_trainer(make_config(values), None)
+    reference.fit()
+    crashed, _ = build_trainer(make_config(values), tmp_path, [CrashAt(2)])
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit()
+    resumed, _ = build_trainer(make_config(values), tmp_path)
+    resumed.resume()
+    resumed.fit()
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
