@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from tests.methods.resume import assert_resume_is_exact
+
 from slimkit.data import make_loaders
 from slimkit.methods import MEST, SET, Phase, PhasedMEST, elastic_mutation_phases, soft_memory_bound_phases
 from slimkit.sparse import get_masks, original_weight
@@ -132,19 +134,6 @@ def test_bad_settings_fail_before_training(build, message):
 
 
 def test_dynamic_run_resumes_exactly(tmp_path):
-    from slimkit.config import make_config
-    from slimkit.runner import build_trainer
-    from tests.train.test_loop import CrashAt
-
     values = dict(model="lenet300", data="synthetic", epochs=3, batch_size=64, method="mest-ems", sparsity=0.8,
                   update_every=2, progress="none")
-    reference, _ = build_trainer(make_config(values), None)
-    reference.fit()
-    crashed, _ = build_trainer(make_config(values), tmp_path, [CrashAt(2)])
-    with pytest.raises(KeyboardInterrupt):
-        crashed.fit()
-    resumed, _ = build_trainer(make_config(values), tmp_path)
-    resumed.resume()
-    resumed.fit()
-    for key, value in reference.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert_resume_is_exact(values, tmp_path)

@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +10,7 @@ from slimkit.methods import GradualMagnitude, PruneOnce
 from slimkit.runner import build_trainer
 from slimkit.sparse import get_masks, sparsity_report
 from slimkit.train import Trainer, TrainConfig
+from tests.methods.resume import assert_resume_is_exact
 
 
 class SmallConvNet(nn.Module):
@@ -155,17 +154,6 @@ def test_cli_methods_train_sparse_models(method, tmp_path):
 
 
 def test_sparse_run_resumes_exactly(tmp_path):
-    from tests.train.test_loop import CrashAt
-
     values = dict(model="lenet5", data="synthetic", epochs=3, batch_size=64, method="gmp", sparsity=0.8,
                   prune_every=3, progress="none")
-    reference, _ = build_trainer(make_config(values), None)
-    reference.fit()
-    crashed, _ = build_trainer(make_config(values), tmp_path, [CrashAt(2)])
-    with pytest.raises(KeyboardInterrupt):
-        crashed.fit()
-    resumed, _ = build_trainer(make_config(values), tmp_path)
-    resumed.resume()
-    resumed.fit()
-    for key, value in reference.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert_resume_is_exact(values, tmp_path)
