@@ -20,6 +20,10 @@ log = logging.getLogger("slimkit")
 DEMO_RUNS: list[tuple[str, dict[str, Any]]] = [
     ("dense-lenet300", {"model": "lenet300", "lr": 0.05, "weight_decay": 5e-4, "augment": False}),
     ("dense-lenet5", {"model": "lenet5", "lr": 0.05, "weight_decay": 5e-4}),
+    (  # sparse from the first step to the last: MEST with elastic mutation and a soft memory bound
+        "mest-ems-90-lenet5",
+        {"model": "lenet5", "lr": 0.05, "weight_decay": 5e-4, "method": "mest-ems", "sparsity": 0.9},
+    ),
 ]
 
 
