@@ -3,10 +3,13 @@ BENCHMARKS.md between marker comments so each script owns its own section."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import shlex
+import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +47,36 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + f"\n\n{block}\n"
     BENCHMARKS_MD.write_text(text)
+
+
+def run_job(job: tuple[str, list[str], Path]) -> None:
+    """Run one `slimkit` job into its folder (skipped if finished), single-threaded, log beside it.
+    Several jobs run side by side use the cores better than one multi-threaded small model."""
+    label, args, out = job
+    out = ROOT / out
+    if (out / "metrics.json").exists():
+        return
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    print(f"start {label}", flush=True)
+    with open(out.parent / f"{out.name}.log", "w") as log:
+        cmd = slimkit_cmd(args + ["--progress", "log", "--out", str(out)])
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=log, env=env)
+    print(f"done  {label}", flush=True)
+
+
+def read_metrics(out: Path) -> dict | None:
+    path = ROOT / out / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def mean_std(values: list[float], percent: bool = True) -> str:
+    """'mean ± std' over seeds (just the value for one seed; '–' for none)."""
+    form = "{:.2%}" if percent else "{:.3f}"
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return form.format(values[0])
+    return f"{form.format(statistics.mean(values))} ± {form.format(statistics.stdev(values))}"

@@ -11,16 +11,12 @@ BENCHMARKS.md tables from every finished run. Final-epoch accuracies, mean ± st
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine_line, slimkit_cmd, write_section  # noqa: E402
+from common import machine_line, mean_std as fmt, read_metrics as metrics, run_job as run, write_section  # noqa: E402
 
 RECIPES = {"lenet300": "recipes/dense_lenet300_fmnist.yaml", "lenet5": "recipes/dense_lenet5_fmnist.yaml"}
 PAI = ["snip", "grasp", "synflow", "random"]
@@ -30,36 +26,6 @@ SCHEMES = {
     "channel": ["--scheme", "channel"],
     "2:4 (N:M)": ["--scheme", "nm", "--scheme-options", '{"n": 2, "m": 4}'],
 }
-
-
-def run(job: tuple[str, list[str], Path]) -> None:
-    label, args, out = job
-    if (out / "metrics.json").exists():
-        return
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    log = out.parent / f"{out.name}.log"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"start {label}", flush=True)
-    with open(log, "w") as f:
-        subprocess.run(slimkit_cmd(args + ["--progress", "log", "--out", str(out)]), check=True, cwd=ROOT, stdout=f, stderr=f, env=env)
-    print(f"done  {label}", flush=True)
-
-
-def metrics(out: Path) -> dict | None:
-    path = ROOT / out / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def fmt(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2%}"
-    return f"{statistics.mean(values):.2%} ± {statistics.stdev(values):.2%}"
 
 
 def main() -> None:
@@ -119,6 +85,7 @@ def write_tables(args, base: Path, dense: dict[int, Path]) -> None:
     rule = "| --- |" + " --- |" * len(args.sparsities)
     command = (
         f"python benchmarks/pruning_sweep.py --model {args.model} --epochs {args.epochs} "
+        f"--finetune-epochs {args.finetune_epochs} --rewind-epoch {args.rewind_epoch} "
         f"--sparsities {' '.join(map(sp, args.sparsities))} --seeds {' '.join(map(str, args.seeds))}"
     )
     if args.schemes_only:

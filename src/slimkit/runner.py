@@ -184,6 +184,9 @@ def finish_run(config: RunConfig, trainer: Trainer, info: DatasetInfo, out: Path
     metrics["model_file_bytes"] = weights.stat().st_size
     if pruned_sparsity is not None:
         metrics["sparsity_pruned_layers"] = pruned_sparsity
+    epoch_flops = [row["forward_flops"] for row in trainer.history if "forward_flops" in row]
+    if epoch_flops:  # masks measured after each epoch; training FLOPs scale with forward FLOPs
+        metrics["train_flops_vs_dense"] = sum(epoch_flops) / len(epoch_flops) / metrics["flops_dense"]
     before = next((cb.result for cb in trainer.callbacks if isinstance(cb, EvaluateBeforeTraining)), None)
     if before is not None:
         metrics["test_acc_before_finetune"] = before["acc"]

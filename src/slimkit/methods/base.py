@@ -16,9 +16,10 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from slimkit.metrics.flops import count_flops
 from slimkit.metrics.params import prunable_layers
 from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
-from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks
+from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks, sparsity_report
 from slimkit.sparse.schemes import Scheme, make_scheme
 from slimkit.train.callbacks import Callback
 
@@ -93,6 +94,14 @@ class SparsityMethod(Callback):
 
     def on_step_end(self, trainer, step) -> None:
         self.step()
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict[str, Any]) -> None:
+        """Log the density and forward FLOPs the masks give now (training FLOPs follow them)."""
+        report = sparsity_report(self.model, self.layers)
+        row["density"] = report.nonzero / report.numel
+        info = getattr(trainer.loaders.train, "info", None)
+        if info is not None:
+            row["forward_flops"] = count_flops(self.model, info.input_shape).sparse
 
     def step(self) -> None:
         self.steps_done += 1

@@ -140,6 +140,7 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         self.finished = True
 
     def on_epoch_end(self, trainer, epoch: int, row: dict[str, Any]) -> None:
+        super().on_epoch_end(trainer, epoch, row)
         row["mask_updates"] = self.updates
         row["weights_moved"] = sum(self.moved_since_log.values())
         for name, moved in self.moved_since_log.items():
