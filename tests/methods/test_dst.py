@@ -1,11 +1,14 @@
+import copy
+
 import pytest
 import torch
+from torch import nn
 
 from tests.methods.resume import assert_resume_is_exact
 
 from slimkit.data import make_loaders
-from slimkit.methods import MEST, SET, Phase, PhasedMEST, elastic_mutation_phases, soft_memory_bound_phases
-from slimkit.sparse import get_masks, original_weight
+from slimkit.methods import MEST, SET, Phase, PhasedMEST, RigL, elastic_mutation_phases, soft_memory_bound_phases
+from slimkit.sparse import get_masks, original_weight, remove_masks
 from slimkit.train import Callback, Trainer, TrainConfig
 
 from .test_prune_methods import SCHEMES, SPLITS, SmallConvNet
@@ -19,6 +22,8 @@ def _make(kind, model, scheme="unstructured", sparsity=0.9, **kw):
         return PhasedMEST(model, phases=elastic_mutation_phases(sparsity), **common)
     if kind == "mest-ems":
         return PhasedMEST(model, phases=soft_memory_bound_phases(sparsity), **common)
+    if kind == "rigl":
+        return RigL(model, **common)
     return SET(model, **common)
 
 
@@ -50,7 +55,7 @@ def _fit(method, model, epochs=3):
     return trainer, inspector
 
 
-@pytest.mark.parametrize("kind", ["mest", "mest-em", "mest-ems", "set"])
+@pytest.mark.parametrize("kind", ["mest", "mest-em", "mest-ems", "set", "rigl"])
 @pytest.mark.parametrize("scheme", ["unstructured", "channel", "block", "pattern", "nm"])
 def test_masks_mutate_keep_the_scheme_and_end_exactly_at_target(kind, scheme):
     torch.manual_seed(0)
@@ -137,3 +142,47 @@ def test_dynamic_run_resumes_exactly(tmp_path):
     values = dict(model="lenet300", data="synthetic", epochs=3, batch_size=64, method="mest-ems", sparsity=0.8,
                   update_every=2, progress="none")
     assert_resume_is_exact(values, tmp_path)
+
+
+def test_rigl_dense_gradient_is_exact_and_leaves_no_trace():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 10))
+    method = RigL(model, sparsity=0.8, update_every=1)
+    method.bind(None, total_steps=10)
+    x, y = next(iter(make_loaders(SPLITS, 32).train))[:2]
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    grads = method._dense_gradients(x, y)
+    assert all(torch.equal(buffers[n], b) for n, b in model.named_buffers())  # BN stats and masks untouched
+    dense = copy.deepcopy(model)
+    remove_masks(dense)
+    loss = torch.nn.functional.cross_entropy(dense(x), y)
+    reference = torch.autograd.grad(loss, [dense[0].weight, dense[4].weight])
+    assert torch.allclose(grads["0"], reference[0], atol=1e-6) and torch.allclose(grads["4"], reference[1], atol=1e-6)
+    masks = get_masks(model)
+    assert (grads["4"][~masks["4"]] != 0).any()  # pruned weights do get a gradient here
+
+
+def test_rigl_grows_where_the_gradient_is_largest():
+    torch.manual_seed(0)
+    model = SmallConvNet()
+    method = RigL(model, sparsity=0.9, update_every=1)
+    method.bind(None, total_steps=10)
+    x, y = next(iter(make_loaders(SPLITS, 64).train))[:2]
+    before = {n: m.clone() for n, m in get_masks(model).items()}
+    method.observe(x, y)
+    grads = method._dense_gradients(x, y)
+    method.mutate(0.9, 0.95)
+    after = get_masks(model)
+    grown = after["fc"] & ~before["fc"]
+    candidates = ~before["fc"]
+    threshold = grads["fc"].abs()[grown].min()
+    not_grown = candidates & ~after["fc"]
+    assert grads["fc"].abs()[not_grown].max() <= threshold + 1e-12
+
+
+def test_rigl_in_a_user_loop_needs_the_batch():
+    model = SmallConvNet()
+    method = RigL(model, sparsity=0.9, update_every=1)
+    method.bind(None, total_steps=10)
+    with pytest.raises(ValueError, match="observe"):
+        method.step()

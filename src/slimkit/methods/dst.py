@@ -12,6 +12,9 @@ connectivity mutates during training (prune the least important weights, grow ne
   before growing again; from 75% on it stays exactly at s.
 - SET (Mocanu et al. 2018): magnitude drop, random growth of a fraction zeta of the active
   weights, zeta cosine-decayed (as in the RigL paper's SET baseline).
+- RigL (Evci et al. 2020): magnitude drop, growth where the dense gradient is largest, a fraction
+  alpha = 0.3 cosine-decayed, every 100 steps until 75% of training. The only method here that
+  computes a dense gradient, and only on update steps.
 
 All variants respect the sparsity scheme (see `slimkit.methods.mutation`) and draw growth from a
 generator seeded identically everywhere, so the same seed gives the same masks.
@@ -28,8 +31,10 @@ import torch
 from torch import nn
 
 from slimkit.methods.base import SparsityMethod
-from slimkit.methods.mutation import drop_least_important, grow_random, layer_importance, prune_active
-from slimkit.sparse.masking import apply_masks, get_masks, original_weight
+from slimkit.methods.mutation import (
+    drop_least_important, grow_by_gradient, grow_random, layer_importance, prune_active,
+)
+from slimkit.sparse.masking import apply_masks, get_masks, masked_layers, original_weight
 
 
 @dataclass(frozen=True)
@@ -122,11 +127,15 @@ class DynamicSparseTraining(SparsityMethod, ABC):
                 survivors = drop_least_important(mask, importance, round(swap_rate * float(mask.sum())))
             else:
                 survivors = prune_active(self.scheme, mask, importance, min(low[name], high[name]))
-            grown = grow_random(self.scheme, survivors, mask & ~survivors, high[name], self.generator)
+            grown = self.grow_layer(name, survivors, mask & ~survivors, high[name])
             new_masks[name] = grown
             self.moved_since_log[name] += int((grown & ~mask).sum())
         apply_masks(self.model, new_masks, self.optimizer)
         self.updates += 1
+
+    def grow_layer(self, name: str, survivors: torch.Tensor, dropped: torch.Tensor, density: float) -> torch.Tensor:
+        """Random growth (MEST, SET): no dense information."""
+        return grow_random(self.scheme, survivors, dropped, density, self.generator)
 
     def _settle(self) -> None:
         """End of mutation: make sure the network sits exactly at the target sparsity."""
@@ -227,3 +236,70 @@ class SET(DynamicSparseTraining):
             return None
         rate = self.zeta * 0.5 * (1.0 + math.cos(math.pi * progress / self.stop))
         return self.sparsity, self.sparsity + rate * (1.0 - self.sparsity)
+
+
+class RigL(DynamicSparseTraining):
+    """RigL: drop the smallest magnitudes, grow where |dense gradient| is largest.
+
+    On update steps only, one extra forward/backward pass of the step's batch runs with every
+    mask opened: pruned weights are stored as exact zeros, so the network computes the same
+    function and the gradient is the true dense gradient of the loss. Extra memory on those
+    steps: one dense-shaped gradient per pruned layer (the size of its weight), freed after
+    the update. In your own loop, call `observe(inputs, targets)` before `step()`.
+    """
+
+    def __init__(
+        self, model: nn.Module, *, sparsity: float, alpha: float = 0.3, stop: float = 0.75,
+        update_every: int | None = 100, loss_fn: nn.Module | None = None, **kw: Any,
+    ) -> None:
+        _check_fraction("alpha (mutation rate)", alpha)
+        _check_fraction("stop", stop)
+        super().__init__(model, sparsity=sparsity, grad_weight=0.0, update_every=update_every, **kw)
+        self.alpha, self.stop = alpha, stop
+        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._dense_grads: dict[str, torch.Tensor] = {}
+
+    def targets(self, progress: float) -> tuple[float, float] | None:
+        if progress >= self.stop:
+            return None
+        rate = self.alpha * 0.5 * (1.0 + math.cos(math.pi * progress / self.stop))
+        return self.sparsity, self.sparsity + rate * (1.0 - self.sparsity)
+
+    def observe(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self._batch = (inputs, targets)
+
+    def on_step_end(self, trainer, step) -> None:
+        self.observe(step.inputs, step.targets)
+        super().on_step_end(trainer, step)
+
+    def mutate(self, train_sparsity: float, prune_sparsity: float) -> None:
+        if self._batch is None:
+            raise ValueError("RigL grows by the dense gradient: call observe(inputs, targets) before step()")
+        self._dense_grads = self._dense_gradients(*self._batch)
+        try:
+            super().mutate(train_sparsity, prune_sparsity)
+        finally:
+            self._dense_grads = {}
+
+    def grow_layer(self, name: str, survivors: torch.Tensor, dropped: torch.Tensor, density: float) -> torch.Tensor:
+        return grow_by_gradient(self.scheme, survivors, dropped, density, self._dense_grads[name])
+
+    def _dense_gradients(self, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """d loss / d weight at every position, pruned ones included; leaves no trace (buffers
+        such as BatchNorm statistics and masks, and the weights' .grad, are restored)."""
+        buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+        originals = {name: original_weight(self.layers[name]) for name in self.layers}
+        kept_grads = {name: w.grad for name, w in originals.items()}
+        try:
+            for module in masked_layers(self.model).values():
+                module.parametrizations.weight[0].mask.fill_(True)
+            loss = self.loss_fn(self.model(inputs), targets)
+            grads = torch.autograd.grad(loss, list(originals.values()), allow_unused=True)
+        finally:
+            with torch.no_grad():
+                for name, buffer in self.model.named_buffers():
+                    buffer.copy_(buffers[name])
+            for name, w in originals.items():
+                w.grad = kept_grads[name]
+        return {name: (g if g is not None else torch.zeros_like(originals[name])) for name, g in zip(originals, grads)}

@@ -39,14 +39,29 @@ def prune_active(scheme: Scheme, mask: torch.Tensor, importance: torch.Tensor, d
     return scheme.make_mask(scores, density) & mask
 
 
+def grow(
+    scheme: Scheme, mask: torch.Tensor, dropped: torch.Tensor, density: float, priority: torch.Tensor
+) -> torch.Tensor:
+    """Add inactive units to `mask` until `density`, highest `priority` (in [0, 1]) first;
+    weights in `dropped` come last."""
+    scores = torch.where(mask, torch.full_like(priority, 3.0), 0.05 + 0.95 * priority)
+    scores = torch.where(dropped, torch.zeros_like(priority), scores)
+    return scheme.make_mask(scores, density if scheme.fixed_density() is None else None)
+
+
 def grow_random(
     scheme: Scheme, mask: torch.Tensor, dropped: torch.Tensor, density: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """Add random inactive units to `mask` until `density`; weights in `dropped` come last."""
-    noise = 0.05 + 0.95 * torch.rand(mask.shape, generator=generator).to(mask.device)
-    scores = torch.where(mask, torch.full_like(noise, 3.0), noise)
-    scores = torch.where(dropped, torch.zeros_like(noise), scores)
-    return scheme.make_mask(scores, density if scheme.fixed_density() is None else None)
+    """MEST/SET growth: random inactive units (no dense information)."""
+    return grow(scheme, mask, dropped, density, torch.rand(mask.shape, generator=generator).to(mask.device))
+
+
+def grow_by_gradient(
+    scheme: Scheme, mask: torch.Tensor, dropped: torch.Tensor, density: float, dense_grad: torch.Tensor
+) -> torch.Tensor:
+    """RigL growth: inactive units with the largest |dense gradient|."""
+    magnitude = dense_grad.detach().abs()
+    return grow(scheme, mask, dropped, density, magnitude / magnitude.max().clamp_min(1e-30))
 
 
 def layer_importance(weight: torch.Tensor, grad: torch.Tensor | None, grad_weight: float) -> torch.Tensor:
