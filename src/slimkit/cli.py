@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -53,6 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from slimkit.config import RunConfig, load_config
     from slimkit.runner import train_run
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args.nproc)
     overrides = _overrides(args, RunConfig)
     if args.resume:
         if overrides or args.config:
@@ -65,6 +68,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = train_run(config, out)
     _print_table([(str(out), metrics)])
     return 0
+
+
+def _relaunch_with_torchrun(nproc: int) -> int:
+    """`slimkit train --nproc N ...` = `torchrun --nproc-per-node N -m slimkit train ...`."""
+    import subprocess
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if not arg.startswith("--nproc="):
+            argv.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "slimkit", *argv]
+    return subprocess.run(command, check=False).returncode
 
 
 PRUNE_METHODS = ("magnitude", "obd", "taylor", "obs", "snip", "random", "gmp")
@@ -138,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML file of run settings (flags override it)")
     train.add_argument("--out", help="run folder to write (default: runs/<model>-<data>-<method>-s<seed>)")
     train.add_argument("--resume", metavar="OUT", help="continue the interrupted run in folder OUT")
+    train.add_argument(
+        "--nproc", type=int, default=1,
+        help="train with N processes through PyTorch DDP (torchrun); --batch-size is per process",
+    )
     add_config_flags(train, RunConfig)
     train.set_defaults(func=cmd_train)
 

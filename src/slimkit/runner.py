@@ -31,7 +31,7 @@ from slimkit.metrics import count_flops, count_params, measure_latency, state_by
 from slimkit.metrics.params import prunable_layers
 from slimkit.models import build_model
 from slimkit.sparse import make_scheme, remove_masks, sparsity_report
-from slimkit.train import Callback, Trainer
+from slimkit.train import Callback, Trainer, distributed
 from slimkit.train.loop import CHECKPOINT_FILE, HISTORY_FILE, write_history_csv
 
 CONFIG_FILE = "config.yaml"
@@ -51,7 +51,8 @@ def _prepare_folder(config: RunConfig, out: Path, resume: bool) -> RunConfig:
         return load_config(out / CONFIG_FILE)
     if (out / CHECKPOINT_FILE).exists() or (out / METRICS_FILE).exists() or (out / "round-0").exists():
         raise RunFolderError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    atomic_write_text(out / CONFIG_FILE, dump_config(config))
+    if distributed.is_main():
+        atomic_write_text(out / CONFIG_FILE, dump_config(config))
     return config
 
 
@@ -59,7 +60,8 @@ def _prepare_folder(config: RunConfig, out: Path, resume: bool) -> RunConfig:
 def load_data(config: RunConfig) -> tuple[DatasetInfo, Loaders]:
     splits = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction, split_seed=config.seed)
     loaders = make_loaders(
-        splits, config.batch_size, eval_batch_size=config.eval_batch_size, augment=config.augment, seed=config.seed
+        splits, config.batch_size, eval_batch_size=config.eval_batch_size, augment=config.augment, seed=config.seed,
+        rank=distributed.rank(), world_size=distributed.world_size(),
     )
     return splits.info, loaders
 
@@ -182,8 +184,11 @@ def finish_run(config: RunConfig, trainer: Trainer, info: DatasetInfo, out: Path
     method = next((cb for cb in trainer.callbacks if isinstance(cb, SparsityMethod)), None)
     pruned_sparsity = sparsity_report(trainer.model, method.layers).sparsity if method else None
     remove_masks(trainer.model)  # the saved model is a plain one with exact zeros
-    weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options)
     metrics = collect_metrics(config, trainer, info)
+    metrics["world_size"] = distributed.world_size()
+    if not distributed.is_main():
+        return metrics
+    weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options)
     metrics["model_file_bytes"] = weights.stat().st_size
     if pruned_sparsity is not None:
         metrics["sparsity_pruned_layers"] = pruned_sparsity
@@ -202,6 +207,7 @@ def train_run(
 ) -> dict[str, Any]:
     """Train `config` into `out_dir` (or continue the run there with `resume=True`)."""
     out = Path(out_dir)
+    distributed.setup(config.device)
     config = _prepare_folder(config, out, resume)
     if config.method == "imp":
         return imp_run(config, out, resume=resume, callbacks=callbacks)
@@ -241,6 +247,8 @@ def imp_run(
     final round's model and metrics, plus every round's results under "rounds" and a combined
     history.csv with a `round` column.
     """
+    if distributed.is_distributed():
+        raise ValueError("imp runs its rounds in one process; launch it without torchrun / --nproc")
     info, loaders = load_data(config)
     scheme = make_scheme(config.scheme, **config.scheme_options)
     schedule = [0.0] + (config.imp_sparsities or [

@@ -19,8 +19,9 @@ from torch import nn
 from slimkit.metrics.flops import count_flops
 from slimkit.metrics.params import prunable_layers
 from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
-from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks, sparsity_report
+from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks, is_masked, sparsity_report
 from slimkit.sparse.schemes import Scheme, make_scheme
+from slimkit.train import distributed
 from slimkit.train.callbacks import Callback
 
 
@@ -85,6 +86,10 @@ class SparsityMethod(Callback):
     def bind(self, optimizer: torch.optim.Optimizer | None, total_steps: int | None = None) -> None:
         self.optimizer, self.total_steps = optimizer, total_steps
         if not self.initialized:
+            # Every layer gets its mask now, all-ones where pruning has not started: later mask
+            # changes then only edit buffers, which DistributedDataParallel requires.
+            unmasked = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.layers.items() if not is_masked(m)}
+            apply_masks(self.model, unmasked, optimizer)
             self.initialize()
             self.initialized = True
 
@@ -116,6 +121,12 @@ class SparsityMethod(Callback):
         """Change masks on this step if the method's schedule says so."""
 
     # ---- helpers -----------------------------------------------------------------------------
+    def set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        """Apply new masks; under DDP rank 0's masks are broadcast first, so all ranks agree."""
+        for mask in masks.values():
+            distributed.broadcast_(mask)
+        apply_masks(self.model, masks, self.optimizer)
+
     def densities(self, sparsity: float, scores: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         return allocate(
             self.layers, sparsity, self.allocation, scheme=self.scheme, scores=scores, dense_layers=self.dense_layers
@@ -131,7 +142,7 @@ class SparsityMethod(Callback):
                 masks[name] = torch.ones_like(module.weight, dtype=torch.bool)
             else:
                 masks[name] = self.scheme.make_mask(scores[name].detach(), densities[name])
-        apply_masks(self.model, masks, self.optimizer)
+        self.set_masks(masks)
         return masks
 
     @property

@@ -34,7 +34,8 @@ from slimkit.methods.base import SparsityMethod
 from slimkit.methods.mutation import (
     drop_least_important, grow_by_gradient, grow_random, layer_importance, prune_active,
 )
-from slimkit.sparse.masking import apply_masks, get_masks, masked_layers, original_weight
+from slimkit.sparse.masking import get_masks, masked_layers, original_weight
+from slimkit.train import distributed
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class DynamicSparseTraining(SparsityMethod, ABC):
             grown = self.grow_layer(name, survivors, mask & ~survivors, high[name])
             new_masks[name] = grown
             self.moved_since_log[name] += int((grown & ~mask).sum())
-        apply_masks(self.model, new_masks, self.optimizer)
+        self.set_masks(new_masks)
         self.updates += 1
 
     def grow_layer(self, name: str, survivors: torch.Tensor, dropped: torch.Tensor, density: float) -> torch.Tensor:
@@ -145,7 +146,7 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         for name, module in self.layers.items():
             importance = layer_importance(module.weight, original_weight(module).grad, self.grad_weight)
             settled[name] = prune_active(self.scheme, masks[name], importance, target[name])
-        apply_masks(self.model, settled, self.optimizer)
+        self.set_masks(settled)
         self.finished = True
 
     def on_epoch_end(self, trainer, epoch: int, row: dict[str, Any]) -> None:
@@ -295,11 +296,13 @@ class RigL(DynamicSparseTraining):
             for module in masked_layers(self.model).values():
                 module.parametrizations.weight[0].mask.fill_(True)
             loss = self.loss_fn(self.model(inputs), targets)
-            grads = torch.autograd.grad(loss, list(originals.values()), allow_unused=True)
+            grads = torch.autograd.grad(loss, list(originals.values()), allow_unused=True, materialize_grads=True)
+            for grad in grads:  # every rank saw a slice of the global batch: average the slices
+                distributed.all_reduce_mean_(grad)
         finally:
             with torch.no_grad():
                 for name, buffer in self.model.named_buffers():
                     buffer.copy_(buffers[name])
             for name, w in originals.items():
                 w.grad = kept_grads[name]
-        return {name: (g if g is not None else torch.zeros_like(originals[name])) for name, g in zip(originals, grads)}
+        return dict(zip(originals, grads))

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from slimkit.methods.base import SparsityMethod
-from slimkit.sparse.masking import apply_masks
 
 
 class FixedMasks(SparsityMethod):
@@ -19,4 +18,4 @@ class FixedMasks(SparsityMethod):
         self.given = masks
 
     def initialize(self) -> None:
-        apply_masks(self.model, self.given, self.optimizer)
+        self.set_masks(self.given)

@@ -16,7 +16,6 @@ from torch import nn
 
 from slimkit.methods.base import SparsityMethod
 from slimkit.sparse import criteria
-from slimkit.sparse.masking import apply_masks
 from slimkit.sparse.obs import obs_prune
 
 
@@ -63,7 +62,7 @@ class PruneOnce(SparsityMethod):
         if self.criterion_name == "obs":
             densities = self.densities(self.sparsity, criteria.magnitude(self.model, self.layers))
             masks = obs_prune(self.model, self.layers, self._batches(), densities, num_batches=self.num_batches)
-            apply_masks(self.model, masks, self.optimizer)
+            self.set_masks(masks)
             return
         scores = self.criterion(
             self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,

@@ -17,6 +17,7 @@ from slimkit.fileio import atomic_write_text
 from slimkit.metrics.memory import PeakRSS
 from slimkit.train.callbacks import Callback, StepState
 from slimkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from slimkit.train import distributed
 from slimkit.train.config import TrainConfig
 from slimkit.train.progress import progress, report
 from slimkit.train.schedule import lr_factor
@@ -77,6 +78,10 @@ class Trainer:
         self.config = config
         self.device = torch.device(config.device)
         self.model = model.to(self.device)
+        # Under torchrun the forward/backward go through DDP (gradient averaging), wrapped when
+        # fit() starts: DDP must see the model after methods have registered their masks.
+        # Everything else (evaluation, checkpoints, methods) uses the plain module.
+        self.forward_model: nn.Module = self.model
         self.loaders = loaders
         self.callbacks = list(callbacks)
         keys = [cb.key for cb in self.callbacks]
@@ -109,7 +114,7 @@ class Trainer:
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         num_batches = len(loader)
-        self.model.train()
+        self.forward_model.train()
         loss_sum = torch.zeros((), dtype=torch.float64)
         correct = torch.zeros((), dtype=torch.long)
         seen = 0
@@ -121,7 +126,7 @@ class Trainer:
             inputs, targets = inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
             self._set_lr((epoch + batch_index / num_batches) / self.config.epochs)
             step = StepState(epoch, batch_index, self.global_step, inputs, targets, indices)
-            step.outputs = self.model(inputs)
+            step.outputs = self.forward_model(inputs)
             step.loss = self.loss_fn(step.outputs, targets)
             for cb in self.callbacks:
                 cb.on_after_forward(self, step)
@@ -172,6 +177,10 @@ class Trainer:
         """Train from `self.epoch` to `config.epochs`, checkpointing after every epoch."""
         for cb in self.callbacks:
             cb.on_train_start(self)
+        if distributed.is_distributed() and self.forward_model is self.model:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_model = DistributedDataParallel(self.model)
         with PeakRSS() as memory:
             for epoch in range(self.epoch, self.config.epochs):
                 for cb in self.callbacks:
@@ -234,7 +243,7 @@ class Trainer:
         self.peak_rss_bytes = int(state.get("peak_rss_bytes", 0))
 
     def _save_progress(self) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not distributed.is_main():
             return
         save_checkpoint(self.out_dir / CHECKPOINT_FILE, self.state_dict())
         write_history_csv(self.out_dir / HISTORY_FILE, self.history)

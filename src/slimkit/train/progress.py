@@ -27,9 +27,11 @@ def progress(iterable: Iterable[T], *, total: int, desc: str, mode: str = "auto"
 
 
 def report(message: str, mode: str = "auto") -> None:
-    """Print a summary line without breaking an active bar."""
+    """Print a summary line without breaking an active bar (rank 0 only under DDP)."""
+    from slimkit.train.distributed import is_main
+
     resolved = resolve_mode(mode)
-    if resolved == "none":
+    if resolved == "none" or not is_main():
         return
     if resolved == "bar":
         tqdm.write(message, file=sys.stderr)
