@@ -27,6 +27,8 @@ RECIPES = {
 METHODS = {
     "random": "static random (prune at init)",
     "set": "SET",
+    "dsr": "DSR",
+    "rigl": "RigL (dense gradient on update steps)",
     "mest": "MEST (vanilla)",
     "mest-em": "MEST+EM",
     "mest-ems": "MEST+EM&S",
@@ -74,7 +76,7 @@ def main() -> None:
         f"## Dynamic sparse training on {args.model} (Fashion-MNIST)", "",
         f"Final-epoch test accuracy, mean ± std over seeds {', '.join(map(str, args.seeds))}, {args.epochs} epochs "
         f"with `{RECIPES[args.model]}`; in brackets, training FLOPs relative to dense. Dense, same epochs: "
-        f"**{mean_std([m['test_acc'] for m in dense])}**. Unstructured; mutation every 3% of training until 75%.", "",
+        f"**{mean_std([m['test_acc'] for m in dense])}**. Unstructured; mutation every 3% of training (RigL: every 100 steps) until 75%.", "",
         header, "| --- |" + " --- |" * len(columns), *rows, "",
         f"`python benchmarks/dst_sweep.py --model {args.model} --epochs {args.epochs} --sparsities "
         f"{' '.join(f'{s:g}' for s in args.sparsities)} --allocations {' '.join(args.allocations)} --seeds "

@@ -25,12 +25,12 @@ class RunConfig(TrainConfig):
     val_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of the training set held out for validation")
     method: Literal[
         "dense", "magnitude", "random", "snip", "grasp", "synflow", "obd", "taylor", "obs", "gmp", "imp",
-        "mest", "mest-em", "mest-ems", "set", "rigl",
+        "mest", "mest-em", "mest-ems", "set", "dsr", "rigl",
     ] = Field(
         "dense",
         description="dense; prune once then train with fixed masks (magnitude, random, snip, grasp, synflow at "
         "init; magnitude, obd, taylor, obs on --init-from weights); gmp (gradual magnitude pruning); "
-        "imp (iterative magnitude pruning with rewinding); dynamic sparse training: mest, mest-em, mest-ems, set, rigl",
+        "imp (iterative magnitude pruning with rewinding); dynamic sparse training: mest, mest-em, mest-ems, set, dsr, rigl",
     )
     init_from: str | None = Field(None, description="run folder whose trained weights start this run (pruning)")
     sparsity: float = Field(0.0, ge=0, lt=1, description="target fraction of zeros over the pruned layers")
@@ -54,7 +54,7 @@ class RunConfig(TrainConfig):
     update_every: int | None = Field(
         None, ge=1, description="dynamic sparse training: steps between mask updates (default: 3% of training)"
     )
-    mutation_rate: float = Field(0.2, gt=0, lt=1, description="mest: fraction of active weights mutated per update")
+    mutation_rate: float = Field(0.2, gt=0, lt=1, description="mest, dsr: fraction of active weights mutated per update")
     zeta: float = Field(
         0.3, gt=0, lt=1, description="set, rigl: initial fraction of active weights mutated (cosine-decayed)"
     )

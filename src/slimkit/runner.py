@@ -23,7 +23,7 @@ from slimkit.data import DatasetInfo, Loaders, load_dataset, make_loaders
 from slimkit.export import ModelFileError, load_model, save_model
 from slimkit.fileio import atomic_write, atomic_write_json, atomic_write_text
 from slimkit.methods import (
-    MEST, SET, FixedMasks, GradualMagnitude, PhasedMEST, PruneOnce, RigL, SparsityMethod, elastic_mutation_phases,
+    DSR, MEST, SET, FixedMasks, GradualMagnitude, PhasedMEST, PruneOnce, RigL, SparsityMethod, elastic_mutation_phases,
     soft_memory_bound_phases,
 )
 from slimkit.methods.imp import magnitude_masks, round_sparsity
@@ -100,6 +100,8 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
         return PhasedMEST(model, phases=make_phases(config.sparsity), grad_weight=config.grad_weight, **dst)
     if config.method == "set":
         return SET(model, zeta=config.zeta, stop=config.mutation_stop, **dst)
+    if config.method == "dsr":
+        return DSR(model, mutation_rate=config.mutation_rate, stop=config.mutation_stop, **dst)
     if config.method == "rigl":
         dst["update_every"] = config.update_every or 100
         return RigL(model, alpha=config.zeta, stop=config.mutation_stop, **dst)
