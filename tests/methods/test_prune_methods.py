@@ -157,3 +157,11 @@ def test_sparse_run_resumes_exactly(tmp_path):
     values = dict(model="lenet5", data="synthetic", epochs=3, batch_size=64, method="gmp", sparsity=0.8,
                   prune_every=3, progress="none")
     assert_resume_is_exact(values, tmp_path)
+
+
+def test_channel_pruning_never_removes_classes_by_default():
+    model = SmallConvNet()
+    method = PruneOnce(model, sparsity=0.5, scheme="channel")
+    assert "fc" not in method.layers and set(method.layers) == {"conv1", "conv2"}
+    named = PruneOnce(SmallConvNet(), sparsity=0.5, scheme="channel", layers=["fc"])
+    assert set(named.layers) == {"fc"}  # only when asked for by name

@@ -29,7 +29,8 @@ def select_layers(
     model: nn.Module, scheme: Scheme, layers: Iterable[str] | None = None
 ) -> dict[str, nn.Module]:
     """The layers a method prunes. Named layers must all suit the scheme (else ValueError naming
-    the layer); by default every Conv/Linear layer the scheme supports."""
+    the layer); by default every Conv/Linear layer the scheme supports, except that channel
+    pruning of output units leaves the classifier (the last layer) alone."""
     available = prunable_layers(model)
     if layers is not None:
         modules = dict(model.named_modules())
@@ -41,6 +42,9 @@ def select_layers(
             chosen[name] = modules[name]
         return chosen
     chosen = {name: m for name, m in available.items() if scheme.supports(m)}
+    if scheme.name == "channel" and getattr(scheme, "dim", 0) == 0 and len(chosen) > 1:
+        # Removing whole output units of the classifier would remove classes: never by default.
+        chosen.pop(list(available)[-1], None)
     if not chosen:
         raise ValueError(f"the model has no layer that the {scheme.name} scheme can prune")
     return chosen
