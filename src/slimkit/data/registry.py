@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
@@ -126,6 +126,3 @@ def make_loaders(
     make_eval = lambda split: BatchLoader(split, splits.info, eval_batch_size)
     return Loaders(train=train, test=make_eval(splits.test), val=make_eval(splits.val) if splits.val else None)
 
-
-def with_info(splits: DataSplits, **changes) -> DataSplits:
-    return replace(splits, info=replace(splits.info, **changes))
