@@ -33,8 +33,9 @@ def run_slimkit(args: list[str]) -> str:
 
 
 def machine_line() -> str:
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
 

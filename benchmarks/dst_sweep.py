@@ -43,21 +43,25 @@ def main() -> None:
     parser.add_argument("--allocations", nargs="+", default=["uniform", "erk"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--device", default="cpu", help="torch device for every run (e.g. cuda)")
+    parser.add_argument("--report-only", action="store_true", help="write the table from finished runs, run nothing")
     parser.add_argument("--out", default="runs/bench/dst")
     args = parser.parse_args()
 
     base = Path(args.out) / args.model
-    recipe = ["--config", RECIPES[args.model], "--epochs", str(args.epochs)]
+    recipe = ["--config", RECIPES[args.model], "--epochs", str(args.epochs), "--device", args.device]
     jobs = [(f"dense-s{seed}", ["train", *recipe, "--seed", str(seed)], base / f"dense-s{seed}") for seed in args.seeds]
     for seed in args.seeds:
         for allocation in args.allocations:
             for s in args.sparsities:
-                for method in METHODS:
+                for method in args.methods:
                     out = base / f"{method}-{allocation}-{s:g}-s{seed}"
                     jobs.append((out.name, ["train", *recipe, "--seed", str(seed), "--method", method,
                                             "--sparsity", str(s), "--allocation", allocation], out))
-    with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(run_job, jobs))
+    if not args.report_only:
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(run_job, jobs))
 
     dense = [m for m in (read_metrics(base / f"dense-s{seed}") for seed in args.seeds) if m]
     columns = [(a, s) for a in args.allocations for s in args.sparsities]
@@ -80,7 +84,8 @@ def main() -> None:
         header, "| --- |" + " --- |" * len(columns), *rows, "",
         f"`python benchmarks/dst_sweep.py --model {args.model} --epochs {args.epochs} --sparsities "
         f"{' '.join(f'{s:g}' for s in args.sparsities)} --allocations {' '.join(args.allocations)} --seeds "
-        f"{' '.join(map(str, args.seeds))}` ({machine_line()}; one process per run, `OMP_NUM_THREADS=1`, "
+        f"{' '.join(map(str, args.seeds))}"
+        f"{f' --device {args.device}' if args.device != 'cpu' else ''} --workers {args.workers}` ({machine_line()}; one process per run, `OMP_NUM_THREADS=1`, "
         f"{args.workers} in parallel).",
     ]
     write_section(f"dst-{args.model}", "\n".join(body))

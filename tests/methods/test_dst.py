@@ -229,3 +229,13 @@ def test_dsr_refuses_structured_schemes():
 
     with pytest.raises(ValueError, match="unstructured"):
         DSR(SmallConvNet(), sparsity=0.9, scheme="channel")
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.98, 0.995])
+def test_elastic_mutation_never_prunes_every_active_weight(sparsity):
+    phases = elastic_mutation_phases(sparsity)
+    density = 1 - sparsity
+    assert phases[0].prune_sparsity == pytest.approx(sparsity + 0.2 * density)
+    assert all(p.prune_sparsity < 1 - 0.5 * density for p in phases)
+    if sparsity == 0.9:  # the paper's ResNet-32 recipe at 90%
+        assert [p.prune_sparsity for p in phases] == pytest.approx([0.92, 0.91])
