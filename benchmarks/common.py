@@ -50,9 +50,9 @@ def write_section(name: str, body: str) -> None:
     BENCHMARKS_MD.write_text(text)
 
 
-def run_job(job: tuple[str, list[str], Path]) -> None:
-    """Run one `slimkit` job into its folder (skipped if finished), single-threaded, log beside it.
-    Several jobs run side by side use the cores better than one multi-threaded small model."""
+def run_job(job: tuple[str, list[str], Path], threads: int = 1) -> None:
+    """Run one `slimkit` job into its folder (skipped if finished), single-threaded by default, log
+    beside it. Several jobs run side by side use the cores better than one multi-threaded small model."""
     label, args, out = job
     out = ROOT / out
     if (out / "metrics.json").exists():
@@ -60,7 +60,7 @@ def run_job(job: tuple[str, list[str], Path]) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     print(f"start {label}", flush=True)
     with open(out.parent / f"{out.name}.log", "w") as log:
         cmd = slimkit_cmd(args + ["--progress", "log", "--out", str(out)])

@@ -7,7 +7,9 @@ from torch import nn
 from tests.methods.resume import assert_resume_is_exact
 
 from slimkit.data import make_loaders
-from slimkit.methods import MEST, SET, Phase, PhasedMEST, RigL, elastic_mutation_phases, soft_memory_bound_phases
+from slimkit.methods import (
+    MEST, SET, Phase, PhasedMEST, PruneOnce, RigL, elastic_mutation_phases, soft_memory_bound_phases,
+)
 from slimkit.sparse import get_masks, original_weight, remove_masks
 from slimkit.train import Callback, Trainer, TrainConfig
 
@@ -239,3 +241,35 @@ def test_elastic_mutation_never_prunes_every_active_weight(sparsity):
     assert all(p.prune_sparsity < 1 - 0.5 * density for p in phases)
     if sparsity == 0.9:  # the paper's ResNet-32 recipe at 90%
         assert [p.prune_sparsity for p in phases] == pytest.approx([0.92, 0.91])
+
+
+def test_sparse_init_is_rescaled_to_the_dense_fan_in_variance():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(400, 300), nn.Linear(300, 200))
+    dense_std = [float(m.weight.std() * (m.weight.shape[1] ** 0.5)) for m in model]
+    method = MEST(model, sparsity=0.95, update_every=10)
+    method.bind(None, total_steps=100)
+    for layer, reference in zip(model, dense_std):
+        kept = layer.weight[layer.weight != 0]
+        kept_fan_in = (layer.weight != 0).sum(1).float().mean()
+        assert float(kept.std() * kept_fan_in.sqrt()) == pytest.approx(reference, rel=0.1)
+    plain = nn.Sequential(nn.Linear(400, 300))
+    MEST(plain, sparsity=0.95, update_every=10, rescale_init=False).bind(None, total_steps=100)
+    kept = plain[0].weight[plain[0].weight != 0]
+    assert float(kept.std()) == pytest.approx(dense_std[0] / 400 ** 0.5, rel=0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: MEST(m, sparsity=0.95, update_every=10, rescale_init=False, seed=0),
+    lambda m: PruneOnce(m, sparsity=0.95, criterion="random", seed=0),
+])
+def test_random_masks_are_independent_of_the_initial_weights(make):
+    """Seeding the method's generator like the model's init once made the first layer's random
+    mask keep exactly its largest positive weights."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(400, 300), nn.Linear(300, 200))
+    before = model[0].weight.detach().clone()
+    make(model).bind(None, total_steps=100)
+    kept = model[0].weight.detach() != 0
+    assert float(before[kept].std()) == pytest.approx(float(before.std()), rel=0.1)
+    assert abs(float(before[kept].mean())) < 0.1 * float(before.std())

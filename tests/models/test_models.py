@@ -53,3 +53,12 @@ def test_unknown_models_are_named():
         build_model("lenet9", info)
     with pytest.raises(ValueError, match="unknown torchvision classifier 'resnet9'"):
         build_model("tv:resnet9", info)
+
+
+def test_mlp_widths_come_from_options():
+    info = DatasetInfo("x", (1, 28, 28), 10)
+    model = build_model("mlp", info, hidden=[32, 16])
+    assert [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)] == [32, 16, 10]
+    assert sum(p.numel() for p in build_model("mlp", info).parameters()) == 784 * 4096 + 4096 * 4096 + 4096 * 10 + 8202
+    with pytest.raises(ValueError, match="positive"):
+        build_model("mlp", info, hidden=[0])

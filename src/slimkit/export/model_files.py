@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slimkit import __version__
+from slimkit.compressed import compressed_layers, prepare_for_loading
 from slimkit.data.base import DatasetInfo
 from slimkit.fileio import atomic_write, atomic_write_json
 from slimkit.models.registry import build_model
@@ -56,6 +57,8 @@ def save_model(
         "model_options": options or {},
         "dataset": {**asdict(info), "input_shape": list(info.input_shape)},
         "aliases": state["aliases"],
+        # layers stored as values + indices (slimkit.compressed): rebuilt as such when loading
+        "compressed_layers": sorted(compressed_layers(model)),
         "slimkit_version": __version__,
         **(extra or {}),
     }
@@ -96,7 +99,14 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     for alias, source in sidecar.get("aliases", {}).items():
         tensors[alias] = tensors[source]
     try:
+        prepare_for_loading(model, sidecar.get("compressed_layers", []))
+        if sidecar.get("structured_pruned"):  # channel-pruned: reshape the built model to the saved widths
+            from slimkit.structured.netslim import load_pruned_model
+
+            load_pruned_model(model, tensors)
         model.load_state_dict(tensors, strict=True)
+    except ValueError as exc:
+        raise ModelFileError(f"{folder / SIDECAR_FILE}: {exc}") from None
     except RuntimeError as exc:
         raise ModelFileError(f"weights in {folder / WEIGHTS_FILE} do not fit model '{sidecar['model']}': {exc}") from None
     return model, sidecar

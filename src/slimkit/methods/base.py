@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from slimkit.compressed import can_compress, compress
 from slimkit.metrics.flops import count_flops
 from slimkit.metrics.params import prunable_layers
 from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
@@ -23,6 +24,17 @@ from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks, is_mas
 from slimkit.sparse.schemes import Scheme, make_scheme
 from slimkit.train import distributed
 from slimkit.train.callbacks import Callback
+
+
+def method_generator(seed: int, purpose: str) -> torch.Generator:
+    """A generator for a method's random choices, seeded from `seed` and `purpose`.
+
+    Never `manual_seed(seed)` itself: the model was initialised from the global generator with
+    the same seed, so the same stream would make the first layer's "random" scores equal to its
+    initial weights, and a random mask would keep exactly the largest positive weights.
+    """
+    offset = sum((i + 1) * ord(c) for i, c in enumerate(purpose))  # stable across processes, unlike hash()
+    return torch.Generator().manual_seed(seed * 1_000_003 + 0x5EED_0000 + offset)
 
 
 def select_layers(
@@ -52,6 +64,9 @@ def select_layers(
 
 class SparsityMethod(Callback):
     """Base class: masks, the scheme, the allocation, and the step counter."""
+
+    #: whether the method's mask changes can run on compressed layers (see `use_compressed_storage`)
+    compressed_storage = False
 
     def __init__(
         self,
@@ -96,6 +111,23 @@ class SparsityMethod(Callback):
             apply_masks(self.model, unmasked, optimizer)
             self.initialize()
             self.initialized = True
+
+    def use_compressed_storage(self, layers: Iterable[str] | None = None) -> list[str]:
+        """Move the named pruned layers (default: all that have a compressed form) to compressed
+        storage: values + indices only, so the weights, their gradients and the optimizer state
+        all shrink with the density. Call after `bind` (the initial masks are what is kept)."""
+        if not self.compressed_storage:
+            raise ValueError(f"{type(self).__name__} edits dense masks during training: use masked storage")
+        if not self.initialized:
+            raise ValueError("bind() the method before compressing: compression keeps the initial masks")
+        if distributed.is_distributed():
+            raise ValueError("compressed storage runs in one process (DDP needs fixed parameter sizes): use masked storage")
+        names = [n for n, m in self.layers.items() if can_compress(m)] if layers is None else list(layers)
+        unknown = [n for n in names if n not in self.layers]
+        if unknown:
+            raise ValueError(f"layer(s) {', '.join(unknown)} are not pruned by this method")
+        self.layers.update(compress(self.model, names, self.optimizer))
+        return names
 
     def on_train_start(self, trainer) -> None:
         self.trainer = trainer

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.methods.base import SparsityMethod
+from slimkit.compressed import apply_mutation, choose_mutation, importance_of, kept_count
+from slimkit.methods.base import SparsityMethod, method_generator
 from slimkit.methods.mutation import (
     drop_least_important, grow_by_gradient, grow_random, layer_importance, prune_active,
 )
@@ -49,6 +50,23 @@ class Phase:
     prune_sparsity: float
 
 
+@torch.no_grad()
+def rescale_to_fan_in(layers: dict[str, nn.Module], masks: dict[str, torch.Tensor]) -> None:
+    """Scale each unit's kept initial weights by sqrt(fan-in / kept fan-in).
+
+    A random sparse init keeps the dense init's per-weight variance, so each layer's output
+    variance shrinks by its density; without BatchNorm the signal vanishes with depth (LeNet-5
+    at 95% did not train at all). Rescaling gives every unit the variance its dense init had
+    (Evci et al. 2022, "Gradient Flow in Sparse Neural Networks and How Lottery Tickets Win").
+    """
+    for name, module in layers.items():
+        mask = masks[name]
+        rows = mask.reshape(mask.shape[0], -1)
+        kept = rows.sum(1, keepdim=True).clamp_min(1).to(torch.float32)
+        scale = (rows.shape[1] / kept).sqrt().view(-1, *([1] * (mask.dim() - 1)))
+        original_weight(module).mul_(scale.to(original_weight(module).dtype))
+
+
 def _check_fraction(name: str, value: float, *, low_open: bool = True) -> None:
     if not (0.0 < value < 1.0 if low_open else 0.0 <= value < 1.0):
         raise ValueError(f"{name} must be in (0, 1), got {value}")
@@ -56,6 +74,10 @@ def _check_fraction(name: str, value: float, *, low_open: bool = True) -> None:
 
 class DynamicSparseTraining(SparsityMethod, ABC):
     """Base class: random sparse init, then scheduled prune-and-grow updates."""
+
+    #: random growth needs no dense information, so it also runs on compressed layers
+    random_growth = True
+    compressed_storage = True
 
     def __init__(
         self,
@@ -66,6 +88,7 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         update_fraction: float = 0.03,
         grad_weight: float = 0.0,
         seed: int = 0,
+        rescale_init: bool = True,
         **kwargs: Any,
     ) -> None:
         if update_every is not None and update_every < 1:
@@ -77,7 +100,8 @@ class DynamicSparseTraining(SparsityMethod, ABC):
             raise ValueError("dynamic sparse training keeps per-layer budgets: use uniform or erk allocation")
         super().__init__(model, sparsity=sparsity, **kwargs)
         self.update_every, self.update_fraction, self.grad_weight = update_every, update_fraction, grad_weight
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rescale_init = rescale_init
+        self.generator = method_generator(seed, "mutation")
         self.finished = False
         self.moved_since_log: dict[str, int] = {name: 0 for name in self.layers}
         self.updates = 0
@@ -102,7 +126,9 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         if self.total_steps is None:
             raise ValueError("dynamic sparse training needs the run length: bind(optimizer, total_steps=...)")
         scores = {n: torch.rand(m.weight.shape, generator=self.generator) for n, m in self.layers.items()}
-        self.prune_to(self.initial_sparsity(), scores)
+        masks = self.prune_to(self.initial_sparsity(), scores)
+        if self.rescale_init:
+            rescale_to_fan_in(self.layers, masks)
 
     def update(self) -> None:
         if self.finished:
@@ -114,6 +140,39 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         if self.steps_done % self.interval == 0:
             self.mutate(*targets)
 
+    def use_compressed_storage(self, layers=None) -> list[str]:
+        if not self.random_growth:
+            raise ValueError(f"{type(self).__name__} grows by dense information: use masked storage")
+        if self.scheme.name != "unstructured":
+            raise ValueError(f"compressed storage mutates unstructured sparsity; the {self.scheme.name} scheme needs masked storage")
+        return super().use_compressed_storage(layers)
+
+    def _by_positions(self) -> bool:
+        """Unstructured random growth works on kept positions (the same code for both storages)."""
+        return self.random_growth and self.scheme.name == "unstructured"
+
+    def _mutate_positions(self, name: str, module: nn.Module, mask: torch.Tensor | None, keep_density: float,
+                          density: float) -> torch.Tensor | None:
+        """Keep the most important weights at `keep_density`, grow at random up to `density`.
+        A compressed layer is rebuilt in place (returns None); a masked one gets its new mask."""
+        numel = module.weight_numel if mask is None else mask.numel()
+        if mask is None:
+            positions, importance = module.linear_indices(), importance_of(module, self.grad_weight)
+        else:
+            positions = torch.nonzero(mask.flatten()).flatten()
+            full = layer_importance(module.weight, original_weight(module).grad, self.grad_weight)
+            importance = full.flatten()[positions]
+        keep, total = kept_count(min(keep_density, density), numel), kept_count(density, numel)
+        survivors, grown = choose_mutation(positions, importance, keep, total, numel, self.generator)
+        self.moved_since_log[name] += grown.numel()
+        if mask is None:
+            apply_mutation(module, survivors, grown, self.optimizer)
+            return None
+        new = torch.zeros(numel, dtype=torch.bool, device=mask.device)
+        new[positions[survivors]] = True
+        new[grown.to(mask.device)] = True
+        return new.view_as(mask)
+
     def mutate(self, train_sparsity: float, prune_sparsity: float) -> None:
         """Prune every layer to `prune_sparsity`'s density, then grow back to `train_sparsity`'s."""
         low = self.densities(prune_sparsity)
@@ -122,6 +181,11 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         masks = get_masks(self.model)
         new_masks = {}
         for name, module in self.layers.items():
+            if self._by_positions():
+                new = self._mutate_positions(name, module, masks.get(name), low[name], high[name])
+                if new is not None:
+                    new_masks[name] = new
+                continue
             mask = masks[name]
             weight = original_weight(module)
             importance = layer_importance(module.weight, weight.grad, self.grad_weight)
@@ -145,6 +209,11 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         target = self.densities(self.sparsity)
         settled = {}
         for name, module in self.layers.items():
+            if self._by_positions():
+                new = self._mutate_positions(name, module, masks.get(name), target[name], target[name])
+                if new is not None:
+                    settled[name] = new
+                continue
             importance = layer_importance(module.weight, original_weight(module).grad, self.grad_weight)
             settled[name] = prune_active(self.scheme, masks[name], importance, target[name])
         self.set_masks(settled)
@@ -262,6 +331,7 @@ class RigL(DynamicSparseTraining):
         _check_fraction("alpha (mutation rate)", alpha)
         _check_fraction("stop", stop)
         super().__init__(model, sparsity=sparsity, grad_weight=0.0, update_every=update_every, **kw)
+        self.random_growth = False
         self.alpha, self.stop = alpha, stop
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -341,6 +411,8 @@ def _split_by_share(total: int, shares: dict[str, float], caps: dict[str, int]) 
 class DSR(DynamicSparseTraining):
     """Dynamic Sparse Reparameterization (Mostafa & Wang 2019), unstructured.
 
+    Masked storage only: its global threshold and cross-layer reallocation work on dense masks.
+
     Every update prunes all active weights whose magnitude is below one global threshold H, then
     regrows the same number at random, reallocated across layers in proportion to each layer's
     remaining nonzero weights, so free parameters move to where they are used. H adapts: doubled
@@ -361,6 +433,7 @@ class DSR(DynamicSparseTraining):
         if getattr(scheme, "name", scheme) != "unstructured":
             raise ValueError("DSR reallocates single weights across layers: use the unstructured scheme")
         super().__init__(model, sparsity=sparsity, grad_weight=0.0, **kw)
+        self.compressed_storage = False
         self.mutation_rate, self.threshold, self.tolerance, self.stop = mutation_rate, threshold, tolerance, stop
 
     def targets(self, progress: float) -> tuple[float, float] | None:

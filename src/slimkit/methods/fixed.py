@@ -11,6 +11,8 @@ from slimkit.methods.base import SparsityMethod
 
 
 class FixedMasks(SparsityMethod):
+    compressed_storage = True  # masks never change after the first step
+
     def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor], **kwargs: Any) -> None:
         kept = sum(int(m.sum()) for m in masks.values())
         total = sum(m.numel() for m in masks.values())

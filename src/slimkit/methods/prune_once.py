@@ -14,12 +14,14 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from slimkit.methods.base import SparsityMethod
+from slimkit.methods.base import SparsityMethod, method_generator
 from slimkit.sparse import criteria
 from slimkit.sparse.obs import obs_prune
 
 
 class PruneOnce(SparsityMethod):
+    compressed_storage = True  # masks never change after the first step
+
     def __init__(
         self,
         model: nn.Module,
@@ -66,7 +68,7 @@ class PruneOnce(SparsityMethod):
             return
         scores = self.criterion(
             self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,
-            generator=torch.Generator().manual_seed(self.seed), input_shape=self.input_shape,
+            generator=method_generator(self.seed, "criterion"), input_shape=self.input_shape,
         )
         self.prune_to(self.sparsity, scores)
 

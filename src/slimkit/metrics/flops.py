@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from slimkit.metrics.params import prunable_layers
+from slimkit.metrics.params import is_compressed, prunable_layers, weight_counts
 
 
 @dataclass
@@ -32,6 +32,17 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], batch_size: int 
     """Count forward FLOPs of `model` on a zero input of shape (batch_size, *input_shape)."""
     was_training = model.training
     model.eval()
+    # torch's counter does not see sparse products: a compressed layer's dense-equivalent FLOPs
+    # are 2 x (output elements) x (weight columns), read from its output in a hook.
+    compressed_flops: dict[str, int] = {}
+
+    def hook(name):
+        def record(module, inputs, output):
+            compressed_flops[name] = 2 * output.numel() * module.matrix_shape[1]
+        return record
+
+    layers = prunable_layers(model)
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items() if is_compressed(m)]
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -40,15 +51,17 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], batch_size: int 
             model(example)
     finally:
         model.train(was_training)
+        for handle in handles:
+            handle.remove()
     counts = counter.get_flop_counts()
     root = type(model).__name__
-    dense = int(counter.get_total_flops())
+    dense = int(counter.get_total_flops()) + sum(compressed_flops.values())
     saved = 0
     per_layer = {}
-    for name, module in prunable_layers(model).items():
-        layer_flops = int(sum(counts.get(f"{root}.{name}", {}).values()))
-        weight = module.weight
-        density = float((weight != 0).sum()) / weight.numel()
+    for name, module in layers.items():
+        layer_flops = compressed_flops.get(name) or int(sum(counts.get(f"{root}.{name}", {}).values()))
+        weights, nonzero = weight_counts(module)
+        density = nonzero / weights
         sparse_layer = round(layer_flops * density)
         per_layer[name] = (layer_flops, sparse_layer)
         saved += layer_flops - sparse_layer

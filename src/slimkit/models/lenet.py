@@ -24,6 +24,26 @@ class LeNet300(nn.Module):
         return self.fc3(self.relu(self.fc2(x)))
 
 
+class MLP(nn.Module):
+    """A plain ReLU MLP with the given hidden widths (default 4096-4096: the compressed-execution
+    benchmark's model, wide enough for sparse kernels to beat dense ones)."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden: list[int] | None = None) -> None:
+        super().__init__()
+        widths = [math.prod(input_shape), *(hidden if hidden is not None else [4096, 4096]), num_classes]
+        if any(int(w) < 1 for w in widths):
+            raise ValueError(f"MLP widths must be positive, got hidden={hidden}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(int(a), int(b)))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
 class LeNet5(nn.Module):
     """LeNet-5 as used in the pruning literature: conv(6,5x5,pad 2) - pool - conv(16,5x5) - pool -
     fc 120 - fc 84 - fc classes, ReLU activations and max pooling.

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from torch import nn
 
 from slimkit.data.base import DatasetInfo
-from slimkit.models.lenet import LeNet5, LeNet300
+from slimkit.models.lenet import MLP, LeNet5, LeNet300
 from slimkit.models.resnet_cifar import CifarResNet
 from slimkit.models.torchvision_models import TorchvisionClassifier
 from slimkit.models.vgg import VGG
@@ -17,6 +17,7 @@ Builder = Callable[..., nn.Module]  # builder(input_shape, num_classes, **option
 MODELS: dict[str, tuple[Builder, str, bool]] = {
     # name: (builder, description, needs 2-D images)
     "lenet300": (LeNet300, "LeNet-300-100 MLP (266k params on 28x28)", False),
+    "mlp": (MLP, "ReLU MLP, hidden widths from model_options {hidden: [...]}, default 4096-4096 (20M)", False),
     "lenet5": (LeNet5, "LeNet-5 conv net (61k params on 28x28)", True),
     "resnet20": (lambda s, k, **o: CifarResNet(20, s, k, **o), "CIFAR ResNet-20, option-A shortcuts (0.27M)", True),
     "resnet32": (lambda s, k, **o: CifarResNet(32, s, k, **o), "CIFAR ResNet-32, option-A shortcuts (0.46M)", True),

@@ -18,6 +18,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from slimkit.metrics.params import weight_shape
+
 Allocation = Literal["uniform", "erk", "global"]
 ALLOCATIONS = ("uniform", "erk", "global")
 
@@ -78,15 +80,16 @@ def allocate(
     unknown = [n for n in dense_layers if n not in layers]
     if unknown:
         raise ValueError(f"unknown layer(s) to keep dense: {', '.join(unknown)}")
-    numels = {name: m.weight.numel() for name, m in layers.items()}
-    caps = {name: (scheme.max_density(tuple(m.weight.shape)) if scheme else 1.0) for name, m in layers.items()}
+    shapes = {name: weight_shape(m) for name, m in layers.items()}
+    numels = {name: math.prod(shape) for name, shape in shapes.items()}
+    caps = {name: (scheme.max_density(shapes[name]) if scheme else 1.0) for name in layers}
     fixed = {name: 1.0 for name in dense_layers}
     if scheme is not None and scheme.fixed_density() is not None:
         return {name: fixed.get(name, scheme.fixed_density()) for name in layers}
     if allocation == "uniform":
         shares = {name: 1.0 for name in layers}
     elif allocation == "erk":
-        shares = {name: erk_share(tuple(m.weight.shape)) for name, m in layers.items()}
+        shares = {name: erk_share(shapes[name]) for name in layers}
     elif allocation == "global":
         if scores is None:
             raise ValueError("global allocation ranks scores across layers: pass scores")

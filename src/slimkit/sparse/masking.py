@@ -168,8 +168,8 @@ class SparsityReport:
 
 def sparsity_report(model: nn.Module, layers: dict[str, nn.Module] | None = None) -> SparsityReport:
     """Per-layer and global sparsity of the effective weights of `layers` (default: all Conv/Linear)."""
-    from slimkit.metrics.params import prunable_layers
+    from slimkit.metrics.params import prunable_layers, weight_counts
 
     layers = prunable_layers(model) if layers is None else layers
-    rows = [LayerSparsity(name, m.weight.numel(), int((m.weight != 0).sum())) for name, m in layers.items()]
+    rows = [LayerSparsity(name, *weight_counts(m)) for name, m in layers.items()]
     return SparsityReport(rows)

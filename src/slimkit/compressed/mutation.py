@@ -1,0 +1,58 @@
+"""Prune-and-grow on kept positions, never on dense-shaped tensors.
+
+The same two steps serve both storages for the unstructured scheme, so a masked run and a
+compressed run with the same seed make the same mutations:
+
+1. keep the `keep` most important active weights (ties: lower position first);
+2. grow `total - keep` positions drawn uniformly among the inactive ones, never one dropped in
+   this very mutation; grown weights start at zero with zero optimizer state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from slimkit.compressed.convert import swap_parameter
+from slimkit.compressed.layers import CompressedLayer
+from slimkit.compressed.structure import sample_absent
+
+
+def kept_count(density: float, numel: int) -> int:
+    """Weights kept at `density`: the unstructured scheme's rounding (at least one)."""
+    return min(max(round(density * numel), 1), numel)
+
+
+def choose_mutation(positions: Tensor, importance: Tensor, keep: int, total: int, numel: int,
+                    generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(survivor slots, grown positions) for sorted kept `positions` with per-position `importance`."""
+    keep = min(keep, positions.numel())
+    ranking = torch.argsort(importance.detach().cpu(), descending=True, stable=True)
+    survivors = ranking[:keep].sort().values.to(positions.device)
+    grown = sample_absent(max(total - keep, 0), numel, positions, generator)
+    return survivors, grown
+
+
+@torch.no_grad()
+def apply_mutation(layer: CompressedLayer, survivors: Tensor, grown: Tensor,
+                   optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Rebuild `layer` with the surviving slots plus zero-valued `grown` positions; optimizer
+    state follows the survivors and starts at zero for the grown weights."""
+    old = layer.values
+    positions = torch.cat([layer.linear_indices()[survivors], grown.to(old.device)])
+    order = torch.argsort(positions)
+
+    def remap(tensor: Tensor) -> Tensor:
+        return torch.cat([tensor[survivors], tensor.new_zeros(grown.numel())])[order]
+
+    old.grad = None
+    layer.set_linear(positions[order], remap(old.data), keep_parameter=False)
+    swap_parameter(optimizer, old, layer.values, remap)
+
+
+def importance_of(layer: CompressedLayer, grad_weight: float) -> Tensor:
+    """MEST's |w| + λ|g| over the kept weights (their gradients are all a compressed layer has)."""
+    importance = layer.values.detach().abs()
+    if grad_weight and layer.values.grad is not None:
+        importance = importance + grad_weight * layer.values.grad.detach().abs()
+    return importance
