@@ -59,8 +59,31 @@ class RunConfig(TrainConfig):
         0.3, gt=0, lt=1, description="set, rigl: initial fraction of active weights mutated (cosine-decayed)"
     )
     grad_weight: float = Field(0.0, ge=0, description="mest: importance = |w| + grad_weight * |grad| (active weights)")
+    rescale_init: bool = Field(
+        True, description="dynamic sparse training: scale each unit's kept initial weights by sqrt(fan-in / kept "
+        "fan-in), so a sparse net without BatchNorm still passes signal at high sparsity",
+    )
     mutation_stop: float = Field(0.75, gt=0, le=1, description="mest, set: fraction of training where mutation stops")
     latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")
+    storage: Literal["auto", "masked", "compressed"] = Field(
+        "auto", description="pruned weights as masked dense tensors, or compressed (values + int32 indices: memory "
+        "and time shrink with density); auto = compressed for the large Linear layers of unstructured mest/set runs "
+        "at high sparsity, where it is measured faster",
+    )
+    data_efficient: bool = Field(
+        False, description="two-phase training: forgetting statistics for stats_epochs on all data, then the "
+        "remaining epochs without the least-forgotten examples (remove_forgetting_le or remove_fraction)",
+    )
+    stats_epochs: int | None = Field(None, ge=1, description="data_efficient: epochs of the statistics phase")
+    remove_forgetting_le: int | None = Field(
+        None, ge=0, description="data_efficient: drop learned examples forgotten at most this many times"
+    )
+    remove_fraction: float | None = Field(
+        None, gt=0, lt=1, description="data_efficient: drop this fraction of the least-forgotten examples"
+    )
+    forgetting_stats: bool = Field(
+        False, description="record forgetting statistics over the whole run and remove nothing (Toneva 'all epochs')"
+    )
 
     @model_validator(mode="after")
     def _method_needs_sparsity(self) -> RunConfig:
@@ -75,6 +98,39 @@ class RunConfig(TrainConfig):
             raise ValueError(f"rewind_epoch ({self.rewind_epoch}) must be before the last epoch ({self.epochs})")
         if self.gmp_start >= self.gmp_end:
             raise ValueError(f"gmp_start ({self.gmp_start}) must come before gmp_end ({self.gmp_end})")
+        return self
+
+    @model_validator(mode="after")
+    def _data_efficiency_is_consistent(self) -> RunConfig:
+        """Every data-efficiency mistake that can be seen before training is reported here."""
+        rules = {"stats_epochs": self.stats_epochs, "remove_forgetting_le": self.remove_forgetting_le,
+                 "remove_fraction": self.remove_fraction}
+        if not self.data_efficient:
+            given = [key for key, value in rules.items() if value is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply with data_efficient (--data-efficient)")
+            if self.forgetting_stats and self.method == "imp":
+                raise ValueError("forgetting_stats is not supported with method imp (one tracker per round is not built)")
+            return self
+        if self.forgetting_stats:
+            raise ValueError("data_efficient and forgetting_stats exclude each other: data_efficient already "
+                             "records statistics during its stats_epochs; forgetting_stats records the whole run")
+        if self.method == "imp":
+            raise ValueError("data_efficient is not supported with method imp (its rounds retrain from rewound weights)")
+        if self.stats_epochs is None:
+            raise ValueError("data_efficient needs stats_epochs (e.g. --stats-epochs 10)")
+        if self.stats_epochs >= self.epochs:
+            raise ValueError(f"stats_epochs ({self.stats_epochs}) must be shorter than the run (epochs={self.epochs}), "
+                             "or nothing is left to train on the subset")
+        if (self.remove_forgetting_le is None) == (self.remove_fraction is None):
+            raise ValueError("data_efficient needs exactly one of remove_forgetting_le and remove_fraction")
+        most = self.stats_epochs // 2  # a forgetting event needs a correct and a later incorrect presentation
+        if self.remove_forgetting_le is not None and self.remove_forgetting_le >= most:
+            raise ValueError(
+                f"remove_forgetting_le ({self.remove_forgetting_le}) would remove every learned example: in "
+                f"stats_epochs={self.stats_epochs} epochs an example is forgotten at most {most} times; "
+                f"use a threshold below {most} or a longer statistics phase"
+            )
         return self
 
 

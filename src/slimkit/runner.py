@@ -20,11 +20,13 @@ from torch import nn
 from slimkit import __version__
 from slimkit.config import RunConfig, dump_config, load_config
 from slimkit.data import DatasetInfo, Loaders, load_dataset, make_loaders
+from slimkit.efficiency import efficiency_callbacks, write_efficiency_outputs
 from slimkit.export import ModelFileError, load_model, save_model
 from slimkit.fileio import atomic_write, atomic_write_json, atomic_write_text
+from slimkit.compressed import can_compress, compressed_layers
 from slimkit.methods import (
-    DSR, MEST, SET, FixedMasks, GradualMagnitude, PhasedMEST, PruneOnce, RigL, SparsityMethod, elastic_mutation_phases,
-    soft_memory_bound_phases,
+    DSR, MEST, SET, DynamicSparseTraining, FixedMasks, GradualMagnitude, PhasedMEST, PruneOnce, RigL, SparsityMethod,
+    elastic_mutation_phases, soft_memory_bound_phases,
 )
 from slimkit.methods.imp import magnitude_masks, round_sparsity
 from slimkit.metrics import count_flops, count_params, measure_latency, state_bytes, training_state_bytes, weight_sparsity
@@ -91,7 +93,7 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
         return GradualMagnitude(
             model, start=config.gmp_start, end=config.gmp_end, prune_every=config.prune_every, **common
         )
-    dst = dict(update_every=config.update_every, seed=config.seed, **common)
+    dst = dict(update_every=config.update_every, seed=config.seed, rescale_init=config.rescale_init, **common)
     if config.method == "mest":
         return MEST(model, mutation_rate=config.mutation_rate, stop=config.mutation_stop,
                     grad_weight=config.grad_weight, **dst)
@@ -109,6 +111,44 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
         model, criterion=config.method, num_batches=config.prune_batches, input_shape=info.input_shape,
         synflow_iterations=config.synflow_iterations, seed=config.seed, **common,
     )
+
+
+# Where `storage: auto` compresses: Linear layers this large at this density or sparser, measured
+# faster than masked-dense training (BENCHMARKS.md, compressed-step: crossover near 80% sparsity
+# on 4096-wide layers; small layers lose to per-call overhead).
+AUTO_MIN_WEIGHTS = 1 << 20
+AUTO_MAX_DENSITY = 0.1
+
+
+def storage_layers(config: RunConfig, method: SparsityMethod) -> list[str]:
+    """The layers to hold compressed for `config.storage` (empty: all masked)."""
+    if config.storage == "masked":
+        return []
+    if config.storage == "compressed":
+        return [n for n, m in method.layers.items() if can_compress(m)]
+    if not (isinstance(method, DynamicSparseTraining) and method.random_growth and config.scheme == "unstructured"):
+        return []
+    if distributed.is_distributed():
+        return []
+    densities = method.densities(config.sparsity)
+    return [
+        name for name, module in method.layers.items()
+        if isinstance(module, nn.Linear) and module.weight.numel() >= AUTO_MIN_WEIGHTS
+        and densities[name] <= AUTO_MAX_DENSITY
+    ]
+
+
+def compress_for_storage(config: RunConfig, method: SparsityMethod, loaders: Loaders) -> None:
+    """Set the initial masks now and move the chosen layers to compressed storage, before the
+    optimizer is built (so it holds the compressed values)."""
+    layers = storage_layers(config, method)
+    if not layers:
+        return
+    if isinstance(method, PruneOnce) and method.batches is None:
+        method.batches = loaders.train
+    method.bind(None, config.epochs * len(loaders.train))
+    method.use_compressed_storage(layers)
+    log.info(f"compressed storage: {', '.join(layers)}")
 
 
 class EvaluateBeforeTraining(Callback):
@@ -135,9 +175,12 @@ def build_trainer(
     info, loaders = load_data(config)
     model = make_model(config, info)
     method = build_method(config, model, info)
+    if method is not None:
+        compress_for_storage(config, method, loaders)
     first = [method] if method else []
     if config.init_from:
         first.append(EvaluateBeforeTraining())  # after the method: measures the pruned, untrained model
+    first += efficiency_callbacks(config, len(loaders.train.split))  # after the method: it may rescale its schedule
     return Trainer(model, loaders, config, callbacks=first + list(callbacks), out_dir=out), info
 
 
@@ -188,6 +231,7 @@ def finish_run(config: RunConfig, trainer: Trainer, info: DatasetInfo, out: Path
     remove_masks(trainer.model)  # the saved model is a plain one with exact zeros
     metrics = collect_metrics(config, trainer, info)
     metrics["world_size"] = distributed.world_size()
+    metrics["compressed_layers"] = sorted(compressed_layers(trainer.model))
     if not distributed.is_main():
         return metrics
     weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options)
@@ -200,6 +244,7 @@ def finish_run(config: RunConfig, trainer: Trainer, info: DatasetInfo, out: Path
     before = next((cb.result for cb in trainer.callbacks if isinstance(cb, EvaluateBeforeTraining)), None)
     if before is not None:
         metrics["test_acc_before_finetune"] = before["acc"]
+    metrics.update(write_efficiency_outputs(trainer, out, metrics["flops_dense"]))
     atomic_write_json(out / METRICS_FILE, metrics)
     return metrics
 
