@@ -1,0 +1,10 @@
+"""Structured channel pruning with physical removal (see docs/structured.md)."""
+
+from slimkit.structured.graph import ChannelGraph, ChannelGraphError, build_graph
+from slimkit.structured.importance import CRITERIA, select_units, unit_scores
+from slimkit.structured.prune import prune_channels, remove_units
+
+__all__ = [
+    "CRITERIA", "ChannelGraph", "ChannelGraphError", "build_graph", "prune_channels", "remove_units",
+    "select_units", "unit_scores",
+]

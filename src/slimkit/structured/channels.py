@@ -1,0 +1,119 @@
+"""The data model of channel dependencies: per-tensor channel ids, a union-find over them, and the
+finished graph (which tensor slices each id owns). Built by `slimkit.structured.propagate`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class ChannelGraphError(ValueError):
+    """The model contains an op whose effect on channels cannot be followed; names the fx node."""
+
+
+@dataclass
+class Chan:
+    """Channel ids of a tensor: `ids` covers the contiguous dims `start .. start + ids.ndim`."""
+
+    start: int
+    ids: torch.Tensor
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.ids.ndim
+
+
+@dataclass
+class SizeOf:
+    """A python int (or shape tuple when `dim` is None) read from a tensor's shape; `derived` after arithmetic."""
+
+    chan: Chan
+    dim: int | None
+    ndim: int
+    derived: bool = False
+
+
+class UnionFind:
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+        self.pinned: set[int] = set()
+        self._roots: torch.Tensor | None = None  # find() of every id, rebuilt after a union
+
+    def new(self, shape: Sequence[int]) -> torch.Tensor:
+        n = math.prod(shape)
+        ids = torch.arange(len(self.parent), len(self.parent) + n).reshape(tuple(shape))
+        self.parent.extend(range(len(self.parent), len(self.parent) + n))
+        return ids
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        for x, y in zip(a.flatten().tolist(), b.flatten().tolist()):
+            rx, ry = self.find(x), self.find(y)
+            if rx != ry:
+                self._roots = None
+                self.parent[ry] = rx
+                if ry in self.pinned:
+                    self.pinned.add(rx)
+
+    def pin(self, ids: torch.Tensor) -> None:
+        self.pinned.update(self.find(i) for i in ids.flatten().tolist())
+
+    def roots(self, ids: torch.Tensor) -> torch.Tensor:
+        if self._roots is None or len(self._roots) != len(self.parent):
+            self._roots = torch.tensor([self.find(i) for i in range(len(self.parent))], dtype=torch.long)
+        return self._roots[ids]
+
+    def is_pinned(self, root: int) -> bool:
+        return self.find(root) in self.pinned
+
+
+@dataclass
+class ModuleRecord:
+    """Channel ids of a module's input and output feature dimension (for fixing its attributes)."""
+
+    name: str
+    in_ids: torch.Tensor | None
+    out_ids: torch.Tensor | None
+
+
+@dataclass
+class ChannelGroup:
+    """Units (union-find roots) that touch the same set of tensor slices: one 'layer' for ranking."""
+
+    units: torch.Tensor  # roots
+    members: tuple[tuple[str, int], ...]  # (tensor qualname, dim)
+
+
+@dataclass
+class ChannelGraph:
+    model: nn.Module
+    uf: UnionFind
+    tensors: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (qualname, dim) -> ids
+    modules: dict[str, ModuleRecord] = field(default_factory=dict)
+    opaque: list[str] = field(default_factory=list)  # nodes whose channels were pinned, for reports
+
+    def groups(self) -> list[ChannelGroup]:
+        """Prunable groups: unpinned units, grouped by the exact set of tensor slices they touch."""
+        touched: dict[int, set[tuple[str, int]]] = {}
+        for key, ids in self.tensors.items():
+            for root in set(self.uf.roots(ids).flatten().tolist()):
+                touched.setdefault(root, set()).add(key)
+        by_key: dict[tuple, list[int]] = {}
+        for root, keys in touched.items():
+            if root not in self.uf.pinned:
+                by_key.setdefault(tuple(sorted(keys)), []).append(root)
+        return [ChannelGroup(torch.tensor(sorted(u)), k) for k, u in by_key.items()]
+
+    def tensor(self, qualname: str) -> torch.Tensor:
+        module_name, _, attr = qualname.rpartition(".")
+        return getattr(self.model.get_submodule(module_name), attr)

@@ -1,0 +1,610 @@
+"""Propagating channel ids through a traced graph, one fx node at a time, op family by op family.
+
+Every handler returns the channel ids of its node's output (a `Chan`, a list for tuple outputs, a
+`SizeOf` for sizes read from tensors, or None). When an op's effect is unknown but harmless to keep,
+its channels are pinned (`opaque`); an unknown torch op is an error naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import TensorMetadata
+
+from slimkit.structured.channels import Chan, ChannelGraph, ChannelGraphError, ModuleRecord, SizeOf, UnionFind
+
+# ---- op tables -------------------------------------------------------------------------------
+_UNARY_FUNCS = {
+    F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, torch.sigmoid, torch.tanh,
+    F.tanh, F.dropout, F.leaky_relu, F.elu, F.selu, F.mish, F.hardtanh, F.softplus, torch.clamp, torch.clip,
+    torch.neg, torch.exp, torch.abs, torch.sqrt, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d,
+    F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.interpolate, operator.neg, torch.Tensor.contiguous,
+}
+try:  # torchvision wraps stochastic depth for fx: a per-sample scale, channels pass through
+    from torchvision.ops import stochastic_depth as _stochastic_depth
+
+    _UNARY_FUNCS.add(_stochastic_depth)
+except ImportError:  # pragma: no cover - torchvision is a dependency
+    pass
+_BINARY_FUNCS = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul, operator.isub,
+    torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum, torch.pow, operator.pow,
+}
+_POINTWISE_METHODS = {
+    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", "clone", "float", "double", "half", "to",
+    "type_as", "detach", "exp", "neg", "abs", "sqrt", "clamp", "clamp_", "clip", "add", "add_", "sub", "sub_",
+    "mul", "mul_", "div", "div_", "pow", "expand", "expand_as", "masked_fill", "hardswish", "gelu",
+}
+_REDUCE_FUNCS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var}
+_REDUCE_METHODS = {"mean", "sum", "amax", "amin", "std", "var"}
+_RESHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.unflatten}
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "unflatten", "view_as", "reshape_as"}
+_SHAPE_ARG_METHODS = {"view", "reshape"}
+_PERMUTE = {torch.permute, torch.transpose, torch.movedim, torch.swapaxes, "permute", "transpose", "movedim", "swapaxes", "t"}
+_OPAQUE = {torch.einsum, torch.matmul, torch.bmm, operator.matmul, F.scaled_dot_product_attention, "matmul", "bmm"}
+_SPLITS = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, "split", "chunk", "tensor_split", "unbind"}
+_PASS_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU,
+    nn.SELU, nn.Mish, nn.Hardtanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d, nn.Upsample, nn.ZeroPad2d, nn.ConstantPad2d,
+)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BATCHNORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
+    return tuple(meta.shape) if isinstance(meta, TensorMetadata) else None
+
+
+def _norm_dim(dim: int, ndim: int) -> int:
+    return dim + ndim if dim < 0 else dim
+
+
+def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def _nodes_in(value: Any) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    fx.node.map_arg(value, out.append)
+    return out
+
+
+def _describe(node: fx.Node) -> str:
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    return f"fx node '{node.name}' ({node.op} {target})"
+
+
+class ChannelPropagator:
+    """Walks the traced graph once, in topological order, giving every tensor its channel ids."""
+
+    def __init__(self, gm: fx.GraphModule, model: nn.Module) -> None:
+        self.gm, self.uf = gm, UnionFind()
+        self.graph = ChannelGraph(model, self.uf)
+        self.info: dict[fx.Node, Any] = {}
+
+    # -- helpers
+    def fresh(self, meta: Any, pinned: bool) -> Any:
+        if isinstance(meta, TensorMetadata):
+            shape = tuple(meta.shape)
+            if not shape:
+                return None
+            dim = 1 if len(shape) >= 2 else 0
+            chan = Chan(dim, self.uf.new((shape[dim],)))
+            if pinned:
+                self.uf.pin(chan.ids)
+            return chan
+        if isinstance(meta, (tuple, list)):
+            return [self.fresh(m, pinned) for m in meta]
+        if isinstance(meta, dict):
+            return {k: self.fresh(m, pinned) for k, m in meta.items()}
+        return None
+
+    def pin_value(self, value: Any) -> None:
+        if isinstance(value, Chan):
+            self.uf.pin(value.ids)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                self.pin_value(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self.pin_value(v)
+
+    def pin_args(self, node: fx.Node) -> None:
+        for arg in _nodes_in((node.args, node.kwargs)):
+            self.pin_value(self.info.get(arg))
+
+    def opaque(self, node: fx.Node) -> Any:
+        """Channels in and out of `node` are kept as they are (safe for any op)."""
+        self.pin_args(node)
+        self.graph.opaque.append(node.name)
+        return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+
+    def record(self, qualname: str, dim: int, ids: torch.Tensor) -> None:
+        key = (qualname, dim)
+        if key in self.graph.tensors:  # a shared module/parameter used twice: both uses stay aligned
+            self.uf.union(self.graph.tensors[key], ids)
+        else:
+            self.graph.tensors[key] = ids.flatten()
+
+    def record_module(self, name: str, in_ids: torch.Tensor | None, out_ids: torch.Tensor | None) -> None:
+        old = self.graph.modules.get(name)
+        if old is not None:
+            for a, b in ((old.in_ids, in_ids), (old.out_ids, out_ids)):
+                if a is not None and b is not None:
+                    self.uf.union(a, b)
+            return
+        self.graph.modules[name] = ModuleRecord(name, in_ids, out_ids)
+
+    def chan(self, node: fx.Node, arg: Any) -> Chan:
+        value = self.info.get(arg) if isinstance(arg, fx.Node) else None
+        if not isinstance(value, Chan):
+            raise ChannelGraphError(f"{_describe(node)}: expected a tensor input, got {arg!r}")
+        return value
+
+    def retrack(self, chan: Chan, dim: int, size: int) -> Chan:
+        """Channels that are all pinned carry no constraint: follow dim `dim` instead."""
+        if (chan.start != dim or chan.ids.ndim != 1) and all(
+            self.uf.is_pinned(i) for i in chan.ids.flatten().tolist()
+        ):
+            fresh = self.uf.new((size,))
+            self.uf.pin(fresh)
+            return Chan(dim, fresh)
+        return chan
+
+    def channel_dim(self, node: fx.Node, chan: Chan, dim: int, what: str) -> torch.Tensor:
+        """The ids of `chan` if it tracks exactly dim `dim`, else an error naming `node`."""
+        shape = _shape(node.args[0])
+        if shape is not None and dim < len(shape):
+            chan = self.retrack(chan, dim, shape[dim])
+        if chan.start != dim or chan.ids.ndim != 1:
+            raise ChannelGraphError(
+                f"{_describe(node)}: {what} expects its channels in dim {dim}, but they are spread over dims "
+                f"{chan.start}..{chan.stop - 1} here"
+            )
+        return chan.ids
+
+    # -- the walk
+    def run(self) -> ChannelGraph:
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                self.info[node] = self.fresh(node.meta.get("tensor_meta"), pinned=True)
+            elif node.op == "get_attr":
+                self.info[node] = self.get_attr(node)
+            elif node.op == "call_module":
+                self.info[node] = self.call_module(node)
+            elif node.op in ("call_function", "call_method"):
+                self.info[node] = self.call(node)
+            elif node.op == "output":
+                self.pin_args(node)  # the model's outputs keep their shape
+        return self.graph
+
+    def get_attr(self, node: fx.Node) -> Any:
+        shape = _shape(node)
+        if shape is None or not shape:
+            return None
+        big = [d for d, s in enumerate(shape) if s > 1]
+        dim = big[0] if len(big) == 1 else len(shape) - 1
+        chan = Chan(dim, self.uf.new((shape[dim],)))
+        self.record(str(node.target), dim, chan.ids)
+        return chan
+
+    def call_module(self, node: fx.Node) -> Any:
+        module = self.gm.get_submodule(str(node.target))
+        name = str(node.target)
+        meta = node.meta.get("tensor_meta")
+        if isinstance(module, _CONVS):
+            x = self.chan(node, node.args[0])
+            in_ids = self.channel_dim(node, x, 1, type(module).__name__)
+            out_ids = self.uf.new((module.out_channels,))
+            if module.groups > 1:  # whole groups are the unit: group g's inputs and outputs go together
+                g = module.groups
+                self.uf.union(in_ids.reshape(g, -1)[:, :1].expand(g, in_ids.numel() // g), in_ids.reshape(g, -1))
+                self.uf.union(
+                    in_ids.reshape(g, -1)[:, :1].expand(g, out_ids.numel() // g), out_ids.reshape(g, -1)
+                )
+            else:
+                self.record(f"{name}.weight", 1, in_ids)
+            self.record(f"{name}.weight", 0, out_ids)
+            if module.bias is not None:
+                self.record(f"{name}.bias", 0, out_ids)
+            self.record_module(name, in_ids, out_ids)
+            return Chan(1, out_ids)
+        if isinstance(module, nn.Linear):
+            x = self.chan(node, node.args[0])
+            last = len(_shape(node.args[0])) - 1
+            x = self.retrack(x, last, _shape(node.args[0])[last])
+            if x.stop <= last:  # channels tracked on another dim: linear acts across, not on them
+                return x
+            in_ids = self.channel_dim(node, x, last, "Linear")
+            out_ids = self.uf.new((module.out_features,))
+            self.record(f"{name}.weight", 1, in_ids)
+            self.record(f"{name}.weight", 0, out_ids)
+            if module.bias is not None:
+                self.record(f"{name}.bias", 0, out_ids)
+            self.record_module(name, in_ids, out_ids)
+            return Chan(last, out_ids)
+        if isinstance(module, _BATCHNORMS):
+            x = self.chan(node, node.args[0])
+            ids = self.channel_dim(node, x, 1, type(module).__name__)
+            self.norm_params(name, module, ids)
+            return Chan(1, ids)
+        if isinstance(module, nn.GroupNorm):
+            x = self.chan(node, node.args[0])
+            ids = self.channel_dim(node, x, 1, "GroupNorm")
+            g = module.num_groups
+            self.uf.union(ids.reshape(g, -1)[:, :1].expand(g, ids.numel() // g), ids.reshape(g, -1))
+            self.norm_params(name, module, ids)
+            return Chan(1, ids)
+        if isinstance(module, nn.LayerNorm):
+            x = self.chan(node, node.args[0])
+            ndim = len(_shape(node.args[0]))
+            first_normed = ndim - len(module.normalized_shape)
+            x = self.retrack(x, ndim - 1, _shape(node.args[0])[-1])
+            if x.stop <= first_normed:
+                return x
+            ids = self.channel_dim(node, x, ndim - 1, "LayerNorm")
+            if len(module.normalized_shape) != 1:
+                raise ChannelGraphError(f"{_describe(node)}: LayerNorm over several dims including the channels")
+            self.norm_params(name, module, ids)
+            return Chan(ndim - 1, ids)
+        if isinstance(module, nn.Flatten):
+            return self.reshape(node, node.args[0])
+        if isinstance(module, nn.ChannelShuffle):
+            x = self.chan(node, node.args[0])
+            ids = self.channel_dim(node, x, 1, "ChannelShuffle")
+            return Chan(1, ids.reshape(module.groups, -1).t().reshape(-1))
+        if isinstance(module, _PASS_MODULES):
+            return self.broadcast(node, [node.args[0]])
+        has_tensors = next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
+        in_shape = _shape(node.args[0]) if node.args else None
+        if not has_tensors and isinstance(meta, TensorMetadata) and tuple(meta.shape) == in_shape:
+            return self.broadcast(node, [node.args[0]])  # parameter-free, shape-preserving: an activation
+        return self.opaque(node)  # attention, custom or leaf layers: their channels stay as they are
+
+    def norm_params(self, name: str, module: nn.Module, ids: torch.Tensor) -> None:
+        for attr in ("weight", "bias", "running_mean", "running_var"):
+            if getattr(module, attr, None) is not None:
+                self.record(f"{name}.{attr}", 0, ids)
+        self.record_module(name, ids, ids)
+
+    def call(self, node: fx.Node) -> Any:
+        target = node.target
+        meta = node.meta.get("tensor_meta")
+        is_method = node.op == "call_method"
+        if meta is None and target is not operator.getitem:
+            return self.size_value(node)  # sizes, asserts, python values: no channels
+        if target is operator.getitem:
+            return self.getitem(node)
+        if (not is_method and target in _UNARY_FUNCS | _BINARY_FUNCS) or (is_method and target in _POINTWISE_METHODS):
+            return self.broadcast(node, _nodes_in((node.args, node.kwargs)))
+        if target in ("softmax", "log_softmax") or target in (F.softmax, F.log_softmax, torch.softmax):
+            return self.dim_op(node)
+        if (is_method and target in _REDUCE_METHODS) or (not is_method and target in _REDUCE_FUNCS):
+            return self.reduce(node)
+        if (is_method and target in _RESHAPE_METHODS) or (not is_method and target in _RESHAPE_FUNCS):
+            return self.reshape(node, node.args[0])
+        if target in _PERMUTE:
+            return self.permute(node)
+        if target in (torch.cat, torch.concat, torch.concatenate):
+            return self.cat(node)
+        if target is torch.stack:
+            return self.stack(node)
+        if target in _SPLITS:
+            return self.split(node)
+        if target in _OPAQUE:  # attention math: the channels of q, k, v and the result are kept
+            return self.opaque(node)
+        if target is F.pad:
+            return self.pad(node)
+        if target is F.layer_norm:
+            return self.functional_layer_norm(node)
+        if target is F.batch_norm:
+            return self.functional_batch_norm(node)
+        module = getattr(target, "__module__", None) or ""
+        if node.op == "call_function" and module.split(".")[0] not in ("torch", "_operator", "operator", "math", "builtins"):
+            return self.opaque(node)  # a library function kept whole by torch.fx.wrap: a leaf, like a leaf module
+        raise ChannelGraphError(
+            f"{_describe(node)}: slimkit does not know how this op moves channels. Wrap the code that calls it "
+            "in a module and pass that module's name in leaf_modules= (its channels are then kept as they are)"
+        )
+
+    def size_value(self, node: fx.Node) -> SizeOf | None:
+        """Follow sizes read from tensors (`x.size(1)`, `x.shape[-1] // 2`) to the reshapes using them."""
+        if node.op == "call_method" and node.target == "size" or node.target is getattr and node.args[1] == "shape":
+            value = self.info.get(node.args[0])
+            if not isinstance(value, Chan):
+                return None
+            ndim = len(_shape(node.args[0]))
+            dim = _arg(node, 1, "dim") if node.target == "size" else None
+            return SizeOf(value, None if dim is None else _norm_dim(dim, ndim), ndim)
+        sizes = [self.info.get(a) for a in _nodes_in(node.args)]
+        sizes = [v for v in sizes if isinstance(v, SizeOf) and v.dim is not None]
+        if sizes and node.op == "call_function" and node.target in _BINARY_FUNCS | {operator.floordiv}:
+            return SizeOf(sizes[0].chan, sizes[0].dim, sizes[0].ndim, derived=True)
+        return None
+
+    def check_size_args(self, sizes: Sequence[Any], out: Chan) -> None:
+        """A reshape whose sizes come from another tensor's channel dim must keep the two widths equal."""
+        for d, arg in enumerate(sizes):
+            value = self.info.get(arg) if isinstance(arg, fx.Node) else None
+            if not isinstance(value, SizeOf) or value.dim is None:
+                continue
+            src = value.chan
+            if not src.start <= value.dim < src.stop:
+                continue
+            if out.start <= d < out.stop:
+                same = sorted(self.uf.find(i) for i in out.ids.flatten().tolist()) == sorted(
+                    self.uf.find(i) for i in src.ids.flatten().tolist())
+                if same:
+                    continue
+                if not value.derived and out.ids.ndim == 1 and src.ids.shape == out.ids.shape:
+                    self.uf.union(src.ids, out.ids)
+                    continue
+                self.uf.pin(out.ids)
+            self.uf.pin(src.ids)
+
+    # -- op families
+    def broadcast(self, node: fx.Node, args: Sequence[Any]) -> Any:
+        """Elementwise ops with broadcasting (also pooling: spatial dims change, channels do not)."""
+        out_shape = _shape(node)
+        if out_shape is None:
+            return self.opaque(node)
+        inputs = [(a, self.info.get(a)) for a in args if isinstance(a, fx.Node) and isinstance(self.info.get(a), Chan)]
+        out: Chan | None = None
+        tied: list[Chan] = []
+        for arg, chan in inputs:
+            shape = _shape(arg)
+            offset = len(out_shape) - len(shape)
+            start = chan.start + offset
+            target = out_shape[start:start + chan.ids.ndim]
+            sizes = tuple(chan.ids.shape)
+            if all(s == 1 for s in sizes) and any(t > 1 for t in target):
+                continue  # broadcast along the channels: no constraint
+            if target != sizes:
+                return self.opaque(node)
+            mapped = Chan(start, chan.ids)
+            if out is None:
+                out = mapped
+            elif (out.start, out.ids.shape) != (mapped.start, mapped.ids.shape):
+                return self.opaque(node)
+            tied.append(mapped)
+        if out is None:
+            return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+        for other in tied[1:]:
+            self.uf.union(out.ids, other.ids)
+        return out
+
+    def dim_op(self, node: fx.Node) -> Any:
+        x = self.chan(node, node.args[0])
+        ndim = len(_shape(node.args[0]))
+        dim = _norm_dim(_arg(node, 1, "dim"), ndim)
+        if x.start <= dim < x.stop:
+            self.uf.pin(x.ids)  # softmax over channels: every channel changes every output
+        return x
+
+    def reduce(self, node: fx.Node) -> Any:
+        x = self.chan(node, node.args[0])
+        ndim = len(_shape(node.args[0]))
+        dims = _arg(node, 1, "dim")
+        keepdim = bool(_arg(node, 2, "keepdim", False))
+        if dims is None:
+            self.uf.pin(x.ids)
+            return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+        dims = {_norm_dim(d, ndim) for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
+        if any(x.start <= d < x.stop for d in dims):
+            self.uf.pin(x.ids)  # a mean over channels changes when channels go
+            return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+        if keepdim:
+            return x
+        return Chan(x.start - sum(d < x.start for d in dims), x.ids)
+
+    def reshape(self, node: fx.Node, arg: Any) -> Any:
+        """Any reshape keeps row-major element order: find where the channel block lands."""
+        x = self.chan(node, arg)
+        in_shape, out_shape = _shape(arg), _shape(node)
+        pre, block = math.prod(in_shape[:x.start]), math.prod(in_shape[x.start:x.stop])
+        starts = [a for a in range(len(out_shape) + 1) if math.prod(out_shape[:a]) == pre]
+        start = next((a for a in reversed(starts) if a < len(out_shape)), None)
+        stop = None
+        if start is not None:
+            stop = next((b for b in range(start + 1, len(out_shape) + 1)
+                         if math.prod(out_shape[start:b]) % block == 0), None)
+        if start is None or stop is None:
+            self.uf.pin(x.ids)
+            self.graph.opaque.append(node.name)
+            return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+        repeat = math.prod(out_shape[start:stop]) // block
+        ids = x.ids.flatten().repeat_interleave(repeat).reshape(out_shape[start:stop])
+        if node.target in ("view_as", "reshape_as"):  # the sizes come from another tensor: tie its channels
+            other = self.info.get(node.args[1])
+            if isinstance(other, Chan) and (other.start, other.ids.shape) == (start, ids.shape):
+                self.uf.union(other.ids, ids)
+            else:
+                self.pin_value(other)
+                self.uf.pin(ids)
+        if node.op == "call_method" and node.target in _SHAPE_ARG_METHODS or node.target is torch.reshape:
+            sizes = node.args[1:]
+            if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+                sizes = sizes[0]
+            if len(sizes) == len(out_shape):
+                fixed = [d - start for d in range(start, stop) if isinstance(sizes[d], int) and sizes[d] > 1]
+                if len(fixed) == stop - start:
+                    self.uf.pin(ids)  # sizes written into the code cannot follow pruning
+                for k in fixed:  # a fixed dim (e.g. shuffle groups) stays: prune across it uniformly
+                    self.uf.union(ids.narrow(k, 0, 1).expand_as(ids), ids)
+            self.check_size_args(sizes, Chan(start, ids))
+        return Chan(start, ids)
+
+    def permute(self, node: fx.Node) -> Any:
+        x = self.chan(node, node.args[0])
+        ndim = len(_shape(node.args[0]))
+        target = node.target if isinstance(node.target, str) else node.target.__name__
+        order = list(range(ndim))
+        if target == "permute":
+            dims = node.args[1:] if node.op == "call_method" else [node.args[1]]
+            if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+                dims = dims[0]
+            order = [_norm_dim(d, ndim) for d in dims]
+        elif target in ("transpose", "swapaxes", "t"):
+            a, b = (0, 1) if target == "t" else (_norm_dim(node.args[1], ndim), _norm_dim(node.args[2], ndim))
+            order[a], order[b] = order[b], order[a]
+        else:  # movedim
+            src, dst = _norm_dim(node.args[1], ndim), _norm_dim(node.args[2], ndim)
+            order.remove(src)
+            order.insert(dst, src)
+        positions = [order.index(d) for d in range(x.start, x.stop)]
+        lo, hi = min(positions), max(positions) + 1
+        if hi - lo != len(positions):
+            self.uf.pin(x.ids)
+            return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+        inner = [order[p] - x.start for p in range(lo, hi)]
+        return Chan(lo, x.ids.permute(*inner))
+
+    def cat(self, node: fx.Node) -> Any:
+        tensors = list(_arg(node, 0, "tensors"))
+        chans = [self.chan(node, t) for t in tensors]
+        ndim = len(_shape(node))
+        dim = _norm_dim(_arg(node, 1, "dim", 0), ndim)
+        first = chans[0]
+        if all(c.start == dim and c.ids.ndim == 1 for c in chans):
+            return Chan(dim, torch.cat([c.ids for c in chans]))
+        if all(not (c.start <= dim < c.stop) and c.start == first.start and c.ids.shape == first.ids.shape
+               for c in chans):
+            for c in chans[1:]:
+                self.uf.union(first.ids, c.ids)
+            return first
+        return self.opaque(node)
+
+    def stack(self, node: fx.Node) -> Any:
+        chans = [self.chan(node, t) for t in _arg(node, 0, "tensors")]
+        dim = _norm_dim(_arg(node, 1, "dim", 0), len(_shape(node)))
+        first = chans[0]
+        if any(c.start != first.start or c.ids.shape != first.ids.shape for c in chans):
+            return self.opaque(node)
+        for c in chans[1:]:
+            self.uf.union(first.ids, c.ids)
+        return Chan(first.start + (dim <= first.start), first.ids)
+
+    def split(self, node: fx.Node) -> Any:
+        x = self.chan(node, node.args[0])
+        in_shape = _shape(node.args[0])
+        target = node.target if isinstance(node.target, str) else node.target.__name__
+        dim = _norm_dim(_arg(node, 1 if target == "unbind" else 2, "dim", 0), len(in_shape))
+        metas = node.meta.get("tensor_meta")
+        outs: list[Chan | None] = []
+        if target == "unbind":
+            if x.start <= dim < x.stop:
+                self.uf.pin(x.ids)
+                return self.fresh(metas, pinned=True)
+            return [Chan(x.start - (dim < x.start), x.ids) for _ in metas]
+        if not (x.start <= dim < x.stop):
+            return [x for _ in metas]
+        if x.ids.ndim != 1:
+            return self.opaque(node)
+        sizes = [meta.shape[dim] for meta in metas]
+        amount = node.args[1] if len(node.args) > 1 else next(iter(node.kwargs.values()), None)
+        literal = target != "chunk" and not _nodes_in(amount)  # sizes (not a count) written in the code
+        if len(set(sizes)) != 1 or literal:
+            self.uf.pin(x.ids)  # unequal pieces cannot follow pruning: the code fixes their sizes
+        else:  # equal pieces stay equal only if position j goes from every piece at once
+            pieces = x.ids.reshape(len(sizes), -1)
+            self.uf.union(pieces[:1].expand_as(pieces), pieces)
+        offset = 0
+        for size in sizes:
+            outs.append(Chan(x.start, x.ids[offset:offset + size]))
+            offset += size
+        return outs
+
+    def getitem(self, node: fx.Node) -> Any:
+        source, index = node.args
+        value = self.info.get(source) if isinstance(source, fx.Node) else None
+        if isinstance(value, (list, tuple)):
+            return value[index]
+        if isinstance(value, dict):
+            return value.get(index)
+        if isinstance(value, SizeOf):
+            if value.dim is None and isinstance(index, int):
+                return SizeOf(value.chan, _norm_dim(index, value.ndim), value.ndim)
+            return None
+        if not isinstance(value, Chan):
+            return None if node.meta.get("tensor_meta") is None else self.fresh(node.meta["tensor_meta"], True)
+        items = list(index) if isinstance(index, tuple) else [index]
+        if any(isinstance(i, fx.Node) or not (i is None or i is Ellipsis or isinstance(i, (int, slice)))
+               for i in items):
+            return self.opaque(node)
+        ndim = len(_shape(source))
+        if Ellipsis in items:
+            at = items.index(Ellipsis)
+            fill = ndim - sum(i is not None for i in items if i is not Ellipsis)
+            items = items[:at] + [slice(None)] * fill + items[at + 1:]
+        items += [slice(None)] * (ndim - sum(i is not None for i in items))
+        in_dim = out_dim = 0
+        new_start = None
+        for item in items:
+            if item is None:
+                out_dim += 1
+                continue
+            tracked = value.start <= in_dim < value.stop
+            if tracked and not (isinstance(item, slice) and item == slice(None)):
+                self.uf.pin(value.ids)  # picking channels by index: keep them all
+                return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+            if in_dim == value.start:
+                new_start = out_dim
+            if not isinstance(item, int):
+                out_dim += 1
+            in_dim += 1
+        return Chan(new_start, value.ids)
+
+    def pad(self, node: fx.Node) -> Any:
+        """Padding the channel dim (option-A shortcuts) adds constant channels, which stay pinned."""
+        x = self.chan(node, node.args[0])
+        ndim = len(_shape(node.args[0]))
+        amounts = list(_arg(node, 1, "pad"))
+        mode = _arg(node, 2, "mode", "constant")
+        ids = x.ids
+        for i in range(0, len(amounts), 2):
+            dim = ndim - 1 - i // 2
+            left, right = amounts[i], amounts[i + 1]
+            if not (x.start <= dim < x.stop) or left == right == 0:
+                continue
+            if x.ids.ndim != 1 or mode != "constant" or min(left, right) < 0:
+                return self.opaque(node)
+            pad_l, pad_r = self.uf.new((left,)), self.uf.new((right,))
+            self.uf.pin(pad_l)
+            self.uf.pin(pad_r)
+            ids = torch.cat([pad_l, ids, pad_r])
+        return Chan(x.start, ids)
+
+    def functional_layer_norm(self, node: fx.Node) -> Any:
+        x = self.chan(node, node.args[0])
+        ndim = len(_shape(node.args[0]))
+        shape = _arg(node, 1, "normalized_shape")
+        if x.stop <= ndim - len(shape):
+            return x
+        ids = self.channel_dim(node, x, ndim - 1, "layer_norm")
+        for i, name in ((2, "weight"), (3, "bias")):
+            param = _arg(node, i, name)
+            if isinstance(param, fx.Node):
+                self.uf.union(ids, self.chan(node, param).ids)
+        return x
+
+    def functional_batch_norm(self, node: fx.Node) -> Any:
+        x = self.chan(node, node.args[0])
+        ids = self.channel_dim(node, x, 1, "batch_norm")
+        for i, name in ((1, "running_mean"), (2, "running_var"), (3, "weight"), (4, "bias")):
+            param = _arg(node, i, name)
+            if isinstance(param, fx.Node):
+                self.uf.union(ids, self.chan(node, param).ids)
+        return x

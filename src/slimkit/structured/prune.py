@@ -1,0 +1,123 @@
+"""Physical channel removal: slice every tensor of a ChannelGraph, then fix the module attributes
+that describe widths (in_channels, num_features ...). The result is an ordinary, smaller nn.Module."""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Iterable, Literal, Sequence
+
+import torch
+from torch import nn
+
+from slimkit.structured.graph import ChannelGraph, build_graph, example_inputs
+from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _replace_tensor(module: nn.Module, attr: str, value: torch.Tensor) -> None:
+    old = getattr(module, attr)
+    if isinstance(old, nn.Parameter):
+        setattr(module, attr, nn.Parameter(value, requires_grad=old.requires_grad))
+    else:
+        module._buffers[attr] = value
+
+
+def sync_attributes(module: nn.Module, old: dict[str, int]) -> None:
+    """Make width attributes match the (resized) tensors. `old` holds the widths before resizing."""
+    if isinstance(module, _CONVS):
+        module.out_channels = module.weight.shape[0]
+        if old["groups"] > 1:  # whole groups were removed: outputs per group are unchanged
+            module.groups = module.out_channels // (old["out_channels"] // old["groups"])
+        module.in_channels = module.groups * module.weight.shape[1]
+    elif isinstance(module, nn.Linear):
+        module.out_features, module.in_features = module.weight.shape
+    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+        tensor = module.weight if module.weight is not None else module.running_mean
+        if tensor is not None:
+            module.num_features = tensor.shape[0]
+    elif isinstance(module, nn.GroupNorm) and module.weight is not None:
+        module.num_channels = module.weight.shape[0]
+        module.num_groups = module.num_channels // (old["num_channels"] // old["num_groups"])
+    elif isinstance(module, nn.LayerNorm) and module.weight is not None:
+        module.normalized_shape = tuple(module.weight.shape)
+
+
+def width_attributes(module: nn.Module) -> dict[str, int]:
+    return {k: getattr(module, k) for k in ("groups", "out_channels", "num_channels", "num_groups") if hasattr(module, k)}
+
+
+def remove_units(
+    model: nn.Module, graph: ChannelGraph, removed: Iterable[int], *, inplace: bool = False
+) -> nn.Module:
+    """Cut the channels of the `removed` units (union-find roots of `graph`) out of `model`."""
+    removed = set(removed)
+    target = model if inplace else copy.deepcopy(model)
+    by_tensor: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for (qualname, dim), ids in graph.tensors.items():
+        roots = graph.uf.roots(ids).tolist()
+        keep = torch.tensor([i for i, r in enumerate(roots) if r not in removed], dtype=torch.long)
+        if keep.numel() < len(roots):
+            if keep.numel() == 0:
+                raise ValueError(f"pruning would remove every channel of '{qualname}' (dim {dim})")
+            by_tensor.setdefault(qualname, []).append((dim, keep))
+    touched: dict[str, tuple[nn.Module, dict[str, int]]] = {}
+    for qualname, cuts in by_tensor.items():
+        module_name, _, attr = qualname.rpartition(".")
+        module = target.get_submodule(module_name)
+        touched.setdefault(module_name, (module, width_attributes(module)))
+        tensor = getattr(module, attr).detach()
+        for dim, keep in cuts:
+            tensor = tensor.index_select(dim, keep.to(tensor.device))
+        _replace_tensor(module, attr, tensor.clone())
+    for module, old in touched.values():
+        sync_attributes(module, old)
+    for record in graph.modules.values():  # norms without affine tensors still carry a width
+        module = target.get_submodule(record.name)
+        if isinstance(module, nn.LayerNorm) and module.weight is None and record.in_ids is not None:
+            kept = sum(r not in removed for r in graph.uf.roots(record.in_ids).tolist())
+            module.normalized_shape = (kept,)
+    return target
+
+
+def prune_channels(
+    model: nn.Module,
+    inputs: Sequence[int] | torch.Tensor | tuple,
+    prune_ratio: float = 0.5,
+    *,
+    criterion: str = "l1",
+    scope: Literal["local", "global"] = "local",
+    round_to: int = 1,
+    min_keep: int = 1,
+    min_keep_fraction: float = 0.0,
+    ignored_layers: Iterable[str] = (),
+    leaf_modules: Iterable[str | type] = (),
+    batch: Sequence[torch.Tensor] | None = None,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
+    seed: int = 0,
+    inplace: bool = False,
+) -> nn.Module:
+    """Remove `prune_ratio` of the prunable channels of `model` (a copy unless `inplace`).
+
+    `inputs` is the input shape without the batch dim, or example input tensors. The model's outputs
+    and `ignored_layers` keep their widths. `batch` = (inputs, targets) is needed for `taylor`.
+    """
+    if not 0 < prune_ratio < 1:
+        raise ValueError(f"prune_ratio must be in (0, 1), got {prune_ratio}")
+    example_inputs(inputs)  # validates the shape before any work
+    graph = build_graph(model, inputs, leaf_modules=leaf_modules, ignored_layers=ignored_layers)
+    saved_grads = {name: p.grad for name, p in model.named_parameters()}
+    if criterion == "taylor":
+        if batch is None:
+            raise ValueError("criterion 'taylor' needs batch=(inputs, targets)")
+        was_training = model.training
+        taylor_gradients(model.eval(), batch, loss_fn)
+        model.train(was_training)
+    scores = unit_scores(graph, criterion, seed=seed)
+    for name, p in model.named_parameters():  # the caller's model leaves exactly as it came
+        p.grad = saved_grads[name]
+    selection = select_units(
+        graph.groups(), scores, prune_ratio, scope=scope, normalize=criterion not in ("bn_gamma", "random"),
+        min_keep=min_keep, min_keep_fraction=min_keep_fraction, round_to=round_to,
+    )
+    return remove_units(model, graph, selection.removed, inplace=inplace)

@@ -1,0 +1,122 @@
+"""Channel-pruning runs: Network Slimming (train with L1 on BN scales -> prune -> fine-tune) and
+pruning a finished run's channels. Each writes an ordinary run folder whose model is the smaller
+architecture (`model.json` marks it `structured_pruned`; `slimkit.export.load_model` rebuilds it)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from slimkit.config import RunConfig, dump_config, load_config
+from slimkit.data import DatasetInfo
+from slimkit.export import load_model, save_model
+from slimkit.fileio import atomic_write_json, atomic_write_text
+from slimkit.metrics import count_flops, count_params, measure_latency
+from slimkit.runner import CONFIG_FILE, METRICS_FILE, RunFolderError, collect_metrics, load_data, train_run
+from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
+from slimkit.structured.prune import prune_channels
+from slimkit.train import Trainer
+
+log = logging.getLogger("slimkit")
+SOURCE_DIR = "train"  # Network Slimming's sparsity-training run, inside the slim run folder
+
+
+def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int) -> dict[str, Any]:
+    """Params, FLOPs and latency of `model` (the before/after columns of a pruning run)."""
+    total, _ = count_params(model)
+    latency = measure_latency(model, info.input_shape, batch_size, warmup=3, repeats=20)
+    return {"params": total, "flops": count_flops(model, info.input_shape).dense, "latency_ms": latency.median_s * 1e3}
+
+
+def prune_and_finetune(
+    source: Path, out: Path, prune_fn: Callable[[nn.Module, DatasetInfo, Any], nn.Module], *, method: str,
+    finetune_epochs: int, lr_factor: float = 0.1, from_scratch: bool = False, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Load the run in `source`, prune it with `prune_fn(model, info, loaders)`, fine-tune, write `out`."""
+    if (out / METRICS_FILE).exists():
+        raise RunFolderError(f"{out} already holds a run; choose another --out")
+    if finetune_epochs < 1:
+        raise ValueError(f"finetune_epochs must be >= 1, got {finetune_epochs}")
+    base = load_config(source / CONFIG_FILE)
+    config = base.model_copy(update={
+        "epochs": finetune_epochs, "lr": base.lr * (1.0 if from_scratch else lr_factor), "init_from": str(source),
+        "method": "dense", "sparsity": 0.0,
+    })
+    info, loaders = load_data(config)
+    model, _ = load_model(source)
+    pruned = prune_fn(model, info, loaders)
+    if from_scratch:  # Liu et al. 2019: the pruned architecture, trained from new random weights
+        reinitialize(pruned, seed=config.seed)
+    atomic_write_text(out / CONFIG_FILE, dump_config(config))
+    trainer = Trainer(pruned, loaders, config, out_dir=out)
+    acc_pruned = trainer.evaluate(loaders.test)["acc"]
+    trainer.fit()
+    metrics = collect_metrics(config, trainer, info)
+    # measured back to back, so both see the same machine load
+    before = size_metrics(model, info, config.latency_batch_size)
+    after = size_metrics(trainer.model, info, config.latency_batch_size)
+    metrics.update({
+        "method": method, "source_run": str(source), "from_scratch": from_scratch,
+        "test_acc_before_finetune": acc_pruned,
+        "params_before": before["params"], "flops_before": before["flops"], "latency_ms_before": before["latency_ms"],
+        "params_after": after["params"], "flops_after": after["flops"], "latency_ms_after": after["latency_ms"],
+        "flops_reduction": before["flops"] / after["flops"], "speedup": before["latency_ms"] / after["latency_ms"],
+        **(extra or {}),
+    })
+    source_metrics = source / METRICS_FILE
+    if source_metrics.exists():
+        import json
+
+        metrics["test_acc_source"] = json.loads(source_metrics.read_text())["test_acc"]
+    weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options,
+                         extra={"structured_pruned": True})
+    metrics["model_file_bytes"] = weights.stat().st_size
+    atomic_write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def slim_run(
+    config: RunConfig, out: Path, *, sparsity_l1: float, prune_ratio: float, finetune_epochs: int,
+    from_scratch: bool = False,
+) -> dict[str, Any]:
+    """Network Slimming: `out/train` trains with L1 on BN scales; `out` holds the pruned, fine-tuned model."""
+    if not 0 < prune_ratio < 1:
+        raise ValueError(f"prune_ratio must be in (0, 1), got {prune_ratio}")
+    if config.method != "dense" or config.init_from:
+        raise ValueError("slim trains its own dense model with L1 on BN scales; drop method/sparsity/init_from")
+    source = out / SOURCE_DIR
+    if not (source / METRICS_FILE).exists():
+        train_run(config, source, resume=(source / CONFIG_FILE).exists(), callbacks=[SlimmingL1(sparsity_l1)])
+
+    def do_prune(model: nn.Module, info: DatasetInfo, loaders: Any) -> nn.Module:
+        return prune(model, info.input_shape, prune_ratio)
+
+    return prune_and_finetune(
+        source, out, do_prune, method="netslim", finetune_epochs=finetune_epochs, from_scratch=from_scratch,
+        extra={"channel_prune_ratio": prune_ratio, "sparsity_l1": sparsity_l1, "criterion": "bn_gamma"},
+    )
+
+
+def prune_channels_run(
+    source: Path, out: Path, *, ratio: float, criterion: str = "l1", scope: str = "local", round_to: int = 1,
+    finetune_epochs: int = 5, from_scratch: bool = False,
+) -> dict[str, Any]:
+    """Prune `ratio` of the channels of the finished run in `source`, fine-tune into `out`."""
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+
+    def do_prune(model: nn.Module, info: DatasetInfo, loaders: Any) -> nn.Module:
+        batch = None
+        if criterion == "taylor":
+            inputs, targets, *_ = next(iter(loaders.train))
+            batch = (inputs, targets)
+        return prune_channels(model, info.input_shape, ratio, criterion=criterion, scope=scope, round_to=round_to,
+                              batch=batch)
+
+    return prune_and_finetune(
+        source, out, do_prune, method=f"channel-{criterion}", finetune_epochs=finetune_epochs, from_scratch=from_scratch,
+        extra={"channel_prune_ratio": ratio, "criterion": criterion, "scope": scope, "round_to": round_to},
+    )

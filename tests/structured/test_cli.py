@@ -1,0 +1,47 @@
+import json
+
+import pytest
+import torch
+
+from slimkit.cli import main
+from slimkit.export import load_model
+
+QUICK = ["--data", "synthetic", "--epochs", "1", "--batch-size", "128", "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def slim_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("slim") / "run"
+    assert main(["slim", "--model", "resnet20", *QUICK, "--sparsity-l1", "1e-4", "--prune-ratio", "0.5",
+                 "--finetune-epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_slim_writes_a_smaller_model_that_loads_back(slim_run):
+    metrics = json.loads((slim_run / "metrics.json").read_text())
+    for key in ("params_before", "params_after", "flops_before", "flops_after", "latency_ms_before",
+                "latency_ms_after", "test_acc", "test_acc_before_finetune", "test_acc_source"):
+        assert key in metrics
+    assert metrics["params_after"] < 0.7 * metrics["params_before"]
+    assert metrics["flops_after"] < 0.7 * metrics["flops_before"]
+    model, sidecar = load_model(slim_run)
+    assert sidecar["structured_pruned"] is True
+    assert sum(p.numel() for p in model.parameters()) == metrics["params_after"]
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert (slim_run / "train" / "metrics.json").exists() and (slim_run / "config.yaml").exists()
+
+
+def test_prune_channels_then_export_onnx(slim_run, tmp_path, capsys):
+    out = tmp_path / "pc"
+    assert main(["prune-channels", "--from", str(slim_run), "--ratio", "0.3", "--criterion", "taylor",
+                 "--finetune-epochs", "1", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "channel-taylor" and metrics["params_after"] < metrics["params_before"]
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", str(out), "--onnx", str(onnx_path)]) == 0
+    assert onnx_path.exists() and "max abs diff" in capsys.readouterr().out
+
+
+def test_prune_channels_rejects_bad_ratio(slim_run, tmp_path, capsys):
+    assert main(["prune-channels", "--from", str(slim_run), "--ratio", "1.5", "--out", str(tmp_path / "x")]) == 2
+    assert "ratio must be in (0, 1)" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+import pytest
+import torch
+from torch import nn
+
+from slimkit.structured.graph import build_graph
+from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
+
+
+class TwoLayers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn = nn.Conv2d(1, 8, 1, bias=False), nn.BatchNorm2d(8)
+        self.b = nn.Conv2d(8, 16, 1, bias=False)
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.b(torch.relu(self.bn(self.a(x))))))
+
+
+def _model():
+    torch.manual_seed(0)
+    model = TwoLayers()
+    with torch.no_grad():
+        model.a.weight.copy_(torch.arange(1.0, 9.0).reshape(8, 1, 1, 1))
+        model.b.weight.fill_(0.0)
+        model.bn.weight.copy_(torch.arange(8.0, 0.0, -1.0))
+    return model
+
+
+def _group(graph, qualname):
+    return next(g for g in graph.groups() if any(k[0] == qualname and k[1] == 0 for k in g.members))
+
+
+def test_l1_sums_every_member_and_bn_gamma_uses_scales_only():
+    model = _model()
+    graph = build_graph(model, (1, 2, 2))
+    units = _group(graph, "a.weight").units
+    l1 = unit_scores(graph, "l1")[units]
+    root_of = graph.uf.roots(graph.tensors[("a.weight", 0)])
+    expected = torch.arange(1.0, 9.0) + torch.arange(8.0, 0.0, -1.0)  # |w_a| + |gamma|; beta and w_b are 0
+    by_root = dict(zip(root_of.tolist(), expected.tolist()))
+    assert torch.allclose(l1, torch.tensor([by_root[u] for u in units.tolist()], dtype=l1.dtype))
+    gamma = unit_scores(graph, "bn_gamma")[units]
+    assert sorted(gamma.tolist()) == list(range(1, 9))
+
+
+def test_local_global_caps_and_round_to():
+    graph = build_graph(_model(), (1, 2, 2))
+    groups = graph.groups()
+    scores = unit_scores(graph, "random", seed=1)
+    assert {g.units.numel() for g in groups} == {8, 16}
+    local = select_units(groups, scores, 0.5)
+    assert sorted(local.kept.values()) == [(4, 8), (8, 16)]
+    capped = select_units(groups, scores, 0.9, min_keep_fraction=0.5)
+    assert sorted(capped.kept.values()) == [(4, 8), (8, 16)]
+    rounded = select_units(groups, scores, 0.5, round_to=6)
+    assert sorted(rounded.kept.values()) == [(6, 8), (12, 16)]
+    glob = select_units(groups, scores, 0.5, scope="global", normalize=False)
+    assert sum(16 - k if n == 16 else 8 - k for k, n in glob.kept.values()) == 12
+    with pytest.raises(ValueError, match="prune_ratio"):
+        select_units(groups, scores, 0.0)
+
+
+def test_global_never_empties_a_group():
+    graph = build_graph(_model(), (1, 2, 2))
+    scores = unit_scores(graph, "random")
+    groups = graph.groups()
+    small = _group(graph, "a.weight").units
+    scores[small] = -1.0  # every unit of one group below every other
+    selection = select_units(groups, scores, 0.4, scope="global", normalize=False)
+    assert min(k for k, _ in selection.kept.values()) >= 1
+
+
+def test_taylor_needs_and_uses_gradients():
+    model = _model()
+    graph = build_graph(model, (1, 2, 2))
+    with pytest.raises(ValueError, match="gradients"):
+        unit_scores(graph, "taylor")
+    x, y = torch.randn(4, 1, 2, 2), torch.randint(0, 2, (4, 2, 2))
+    taylor_gradients(model, (x, y))
+    scores = unit_scores(graph, "taylor")
+    assert torch.isfinite(scores).all() and scores.sum() > 0
