@@ -1,0 +1,80 @@
+"""Run-folder pipelines for distillation and quantization (what `slimkit distill` and
+`slimkit quantize` call): a distilled student is a normal run folder; a quantized run folder holds
+model.fp32.onnx, model.int8.onnx and metrics.json with fp32 and int8 figures side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from slimkit.config import RunConfig, make_config, read_yaml
+from slimkit.distill import Distillation
+from slimkit.export import export_onnx, load_model
+from slimkit.fileio import atomic_write_json
+from slimkit.quant import QAT, compare, export_qat, quantize_dynamic_onnx, quantize_static_onnx, size_report
+from slimkit.runner import CONFIG_FILE, METRICS_FILE, load_data, read_metrics, train_run
+from slimkit.train import Trainer
+
+QUANT_MODES = ("static", "dynamic", "qat")
+
+
+def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Path, *, temperature: float = 4.0,
+                alpha: float = 0.9) -> dict[str, Any]:
+    """Train `config.model` as a student of the (averaged) teachers; metrics.json adds teacher figures."""
+    if not teachers:
+        raise ValueError("distillation needs at least one --teacher run folder")
+    kd = Distillation(list(teachers), temperature=temperature, alpha=alpha)
+    metrics = train_run(config, out, callbacks=[kd])
+    _, loaders = load_data(config)
+    metrics.update(
+        teacher_acc=kd.teacher_accuracy(loaders.test), teachers=[str(t) for t in teachers],
+        teacher_test_accs=[read_metrics(t).get("test_acc") if (Path(t) / METRICS_FILE).exists() else None for t in teachers],
+        kd_temperature=temperature, kd_alpha=alpha, method=f"kd({metrics['method']})",
+    )
+    atomic_write_json(Path(out) / METRICS_FILE, metrics)
+    return metrics
+
+
+def quantize_run(
+    source: str | Path, out: str | Path, *, mode: str = "static", calib_batches: int = 32, calibration: str = "minmax",
+    qat_epochs: int = 2, qat_lr: float | None = None, latency_repeats: int = 30,
+) -> dict[str, Any]:
+    """int8 model of a finished run folder, with accuracy, bytes and latency next to fp32."""
+    if mode not in QUANT_MODES:
+        raise ValueError(f"mode must be one of {', '.join(QUANT_MODES)}, got {mode!r}")
+    source, out = Path(source), Path(out)
+    if (out / METRICS_FILE).exists():
+        raise ValueError(f"{out} already holds a result; choose another --out")
+    config = make_config(read_yaml(source / CONFIG_FILE))
+    model, sidecar = load_model(source)
+    info, loaders = load_data(config)
+    example = torch.zeros(2, *info.input_shape)
+    fp32_path, int8_path = out / "model.fp32.onnx", out / "model.int8.onnx"
+    if mode == "qat":
+        qat = QAT(model)
+        qat_config = config.model_copy(update={"epochs": qat_epochs, "lr": qat_lr or config.lr * 0.1})
+        trainer = Trainer(model, loaders, qat_config, callbacks=[qat])
+        trainer.fit()
+        fake_quant_acc = trainer.evaluate(loaders.test)["acc"]
+        result = export_qat(qat, example, fp32_path, int8_path, loaders.train, calib_batches=calib_batches)
+    else:
+        export_onnx(model, example, fp32_path)
+        if mode == "static":
+            result = quantize_static_onnx(fp32_path, int8_path, loaders.train, calib_batches=calib_batches,
+                                          calibration=calibration)
+        else:
+            result = quantize_dynamic_onnx(fp32_path, int8_path)
+    metrics: dict[str, Any] = {
+        "source": str(source), "model": sidecar["model"], "dataset": config.data, "mode": mode,
+        "quantization": result.settings, "fp32_ops": result.fp32_ops,
+        **compare(fp32_path, int8_path, loaders.test, info.input_shape, repeats=latency_repeats),
+        "size_report": size_report(model if mode != "qat" else qat.float_model()).as_dict(),
+    }
+    if mode == "qat":
+        metrics["qat_fake_quant_acc"] = fake_quant_acc
+        metrics["qat_epochs"] = qat_epochs
+    metrics["test_acc"] = metrics["int8_acc"]
+    atomic_write_json(out / METRICS_FILE, metrics)
+    return metrics
