@@ -39,7 +39,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: Sequence
     for name, field in config_cls.model_fields.items():
         if name in skip:
             continue
-        help_text = f"{field.description or name} (default: {field.default})"
+        help_text = f"{field.description or name} (default: {field.default})".replace("%", "%%")  # argparse formats help
         group.add_argument(
             f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS, help=help_text,
             **_flag_kwargs(field.annotation),
@@ -104,6 +104,93 @@ def cmd_prune(args: argparse.Namespace) -> int:
     config = make_config(values)
     out = Path(args.out) if args.out else source.parent / f"{source.name}-{args.method}-{config.sparsity:g}"
     _print_table([(str(out), train_run(config, out))])
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Train --student with knowledge distillation from one or more teacher run folders."""
+    from slimkit.config import RunConfig, load_config
+    from slimkit.pipelines import distill_run
+
+    config = load_config(args.config, {**_overrides(args, RunConfig), "model": args.student})
+    out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-kd-s{config.seed}"
+    metrics = distill_run(config, args.teacher, out, temperature=args.temperature, alpha=args.alpha)
+    _print_table([(str(out), metrics)])
+    print(f"teacher test_acc {metrics['teacher_acc']:.2%}")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """int8 model of a finished run: model.int8.onnx, model.fp32.onnx and metrics.json in --out."""
+    from slimkit.pipelines import quantize_run
+
+    source = Path(args.source)
+    out = Path(args.out) if args.out else source.parent / f"{source.name}-int8-{args.mode}"
+    m = quantize_run(source, out, mode=args.mode, calib_batches=args.calib_batches, calibration=args.calibration,
+                     qat_epochs=args.qat_epochs)
+    print(f"{out}: accuracy fp32 {m['fp32_acc']:.2%} -> int8 {m['int8_acc']:.2%}; "
+          f"bytes {m['fp32_bytes']} -> {m['int8_bytes']} ({m['size_ratio']:.2f}x smaller)")
+    for key in (k for k in m if k.startswith("latency_ms_b")):
+        lat = m[key]
+        print(f"  latency batch {key[12:]}: fp32 {lat['fp32']:.2f} ms, int8 {lat['int8']:.2f} ms ({lat['speedup']:.2f}x)")
+    return 0
+
+
+def cmd_slim(args: argparse.Namespace) -> int:
+    """Network Slimming: train with L1 on BN scales (OUT/train), prune channels, fine-tune into OUT."""
+    from slimkit.config import RunConfig, load_config
+    from slimkit.structured_runs import slim_run
+
+    config = load_config(args.config, _overrides(args, RunConfig))
+    out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-slim{args.prune_ratio:g}-s{config.seed}"
+    metrics = slim_run(config, out, sparsity_l1=args.sparsity_l1, prune_ratio=args.prune_ratio,
+                       finetune_epochs=args.finetune_epochs, from_scratch=args.from_scratch)
+    _print_table([(str(out / "train"), metrics_of(out / "train")), (str(out), metrics)])
+    _print_channel_pruning(metrics)
+    return 0
+
+
+def cmd_prune_channels(args: argparse.Namespace) -> int:
+    """Cut channels out of a finished run's model (a smaller architecture), then fine-tune it."""
+    from slimkit.structured_runs import prune_channels_run
+
+    source = Path(args.source)
+    out = Path(args.out) if args.out else source.parent / f"{source.name}-channels-{args.criterion}-{args.ratio:g}"
+    metrics = prune_channels_run(source, out, ratio=args.ratio, criterion=args.criterion, scope=args.scope,
+                                 round_to=args.round_to, finetune_epochs=args.finetune_epochs,
+                                 from_scratch=args.from_scratch)
+    _print_table([(str(out), metrics)])
+    _print_channel_pruning(metrics)
+    return 0
+
+
+def metrics_of(run: Path) -> dict[str, Any]:
+    from slimkit.runner import read_metrics
+
+    return read_metrics(run)
+
+
+def _print_channel_pruning(m: dict[str, Any]) -> None:
+    print(f"params {m['params_before']:,} -> {m['params_after']:,}; FLOPs {m['flops_before']:,} -> {m['flops_after']:,} "
+          f"({m['flops_reduction']:.2f}x fewer); latency {m['latency_ms_before']:.2f} -> {m['latency_ms_after']:.2f} ms "
+          f"({m['speedup']:.2f}x); test_acc after pruning {m['test_acc_before_finetune']:.2%}, "
+          f"after fine-tuning {m['test_acc']:.2%}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """ONNX file of a run folder's model (dense, sparse or channel-pruned), checked against PyTorch."""
+    import torch
+
+    from slimkit.export import load_model
+    from slimkit.export.onnx import export_onnx, onnx_max_abs_diff
+
+    model, sidecar = load_model(args.run)
+    example = torch.randn(2, *sidecar["dataset"]["input_shape"])
+    path = export_onnx(model.eval(), example, args.onnx)
+    diff = onnx_max_abs_diff(path, model, example)
+    print(f"{path}: onnx.checker ok; onnxruntime vs PyTorch max abs diff {diff:.2e}")
+    if diff > args.tolerance:
+        raise ValueError(f"onnxruntime output differs from PyTorch by {diff:.2e} (> {args.tolerance:g})")
     return 0
 
 
@@ -178,6 +265,70 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--out", help="run folder to write (default: FROM-METHOD-SPARSITY beside FROM)")
     add_config_flags(prune, RunConfig, skip=("method", "epochs", "init_from"))
     prune.set_defaults(func=cmd_prune)
+
+    distill = sub.add_parser(
+        "distill", help="train a student with knowledge distillation from teacher run folder(s)",
+        description="Hinton KD: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE. Several --teacher "
+        "folders form an ensemble (averaged logits). The result is a normal run folder.",
+    )
+    distill.add_argument("--teacher", action="append", required=True, metavar="OUT", help="teacher run folder (repeatable)")
+    distill.add_argument("--student", required=True, help="student model name (e.g. lenet5)")
+    distill.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T (default: 4)")
+    distill.add_argument("--alpha", type=float, default=0.9, help="weight of the KD term vs hard-label CE (default: 0.9)")
+    distill.add_argument("--config", help="YAML file of run settings (flags override it)")
+    distill.add_argument("--out", help="run folder to write (default: runs/<student>-<data>-kd-s<seed>)")
+    add_config_flags(distill, RunConfig, skip=("model",))
+    distill.set_defaults(func=cmd_distill)
+
+    quantize = sub.add_parser(
+        "quantize", help="int8-quantize a finished run (ONNX Runtime QDQ) and compare it with fp32",
+        description="static: calibrated int8 weights+activations; dynamic: int8 Linear weights; qat: fine-tune with "
+        "fake-quant, then export. Writes model.int8.onnx, model.fp32.onnx and metrics.json into --out.",
+    )
+    quantize.add_argument("--from", dest="source", required=True, metavar="OUT", help="finished run folder")
+    quantize.add_argument("--mode", choices=["static", "dynamic", "qat"], default="static")
+    quantize.add_argument("--calib-batches", type=int, default=32, help="training batches for calibration (default: 32)")
+    quantize.add_argument("--calibration", choices=["minmax", "percentile", "entropy"], default="minmax")
+    quantize.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs for --mode qat (default: 2)")
+    quantize.add_argument("--out", help="folder to write (default: FROM-int8-MODE beside FROM)")
+    quantize.set_defaults(func=cmd_quantize)
+
+    slim = sub.add_parser(
+        "slim", help="Network Slimming: train with L1 on BN scales, prune channels, fine-tune",
+        description="Liu et al. 2017. OUT/train is the sparsity-training run; OUT holds the pruned, fine-tuned, "
+        "physically smaller model with params/FLOPs/latency before and after in metrics.json.",
+    )
+    slim.add_argument("--sparsity-l1", type=float, default=1e-4, help="L1 strength s on BN scales (default: 1e-4)")
+    slim.add_argument("--prune-ratio", type=float, default=0.5, help="fraction of BN channels removed (default: 0.5)")
+    slim.add_argument("--finetune-epochs", type=int, default=5, help="epochs of fine-tuning (default: 5)")
+    slim.add_argument("--from-scratch", action="store_true",
+                      help="train the pruned architecture from new random weights (Liu et al. 2019) instead")
+    slim.add_argument("--config", help="YAML file of run settings (flags override it)")
+    slim.add_argument("--out", help="run folder (default: runs/<model>-<data>-slim<ratio>-s<seed>)")
+    add_config_flags(slim, RunConfig, skip=("method", "sparsity", "init_from"))
+    slim.set_defaults(func=cmd_slim)
+
+    from slimkit.structured.importance import CRITERIA
+
+    channels = sub.add_parser(
+        "prune-channels", help="remove channels from a finished run's model (smaller, faster) and fine-tune",
+    )
+    channels.add_argument("--from", dest="source", required=True, metavar="FROM", help="finished run folder")
+    channels.add_argument("--ratio", type=float, default=0.5, help="fraction of prunable channels removed (default: 0.5)")
+    channels.add_argument("--criterion", choices=CRITERIA, default="l1", help="channel importance (default: l1)")
+    channels.add_argument("--scope", choices=["local", "global"], default="local",
+                          help="same ratio in every layer (local) or one threshold across layers (global)")
+    channels.add_argument("--round-to", type=int, default=1, help="kept widths are multiples of this (default: 1)")
+    channels.add_argument("--finetune-epochs", type=int, default=5, help="epochs of fine-tuning (default: 5)")
+    channels.add_argument("--from-scratch", action="store_true", help="re-initialise the pruned architecture")
+    channels.add_argument("--out", help="run folder to write (default: FROM-channels-CRITERION-RATIO beside FROM)")
+    channels.set_defaults(func=cmd_prune_channels)
+
+    export = sub.add_parser("export", help="export a run folder's model to ONNX and check it with onnxruntime")
+    export.add_argument("run", metavar="OUT", help="run folder")
+    export.add_argument("--onnx", required=True, help="ONNX file to write")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff allowed vs PyTorch (default: 1e-4)")
+    export.set_defaults(func=cmd_export)
 
     sub.add_parser("models", help="list the available models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list the available datasets").set_defaults(func=cmd_datasets)
