@@ -246,7 +246,7 @@ def test_elastic_mutation_never_prunes_every_active_weight(sparsity):
 def test_sparse_init_is_rescaled_to_the_dense_fan_in_variance():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(400, 300), nn.Linear(300, 200))
-    dense_std = [float(m.weight.std() * (m.weight.shape[1] ** 0.5)) for m in model]
+    dense_std = [float(m.weight.detach().std() * (m.weight.shape[1] ** 0.5)) for m in model]
     method = MEST(model, sparsity=0.95, update_every=10)
     method.bind(None, total_steps=100)
     for layer, reference in zip(model, dense_std):

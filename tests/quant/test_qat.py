@@ -47,3 +47,17 @@ def test_ste_lets_gradients_reach_quantized_weights():
     model(torch.randn(4, *info.input_shape)).sum().backward()
     original = model.conv1.parametrizations.weight.original
     assert original.grad is not None and original.grad.abs().sum() > 0
+
+
+def test_float_model_can_be_taken_twice_and_leaves_the_live_model_intact():
+    """Copies of a parametrized module share its class: removing parametrizations on one copy
+    once broke the next copy and the live model (`slimkit quantize --mode qat` crashed)."""
+    info = load_dataset("digits").info
+    model = build_model("lenet5", info)
+    qat = QAT(model)
+    x = torch.randn(3, *info.input_shape)
+    first, second = qat.float_model(), qat.float_model()
+    assert not parametrize.is_parametrized(first.conv1) and not parametrize.is_parametrized(second.conv1)
+    assert torch.equal(first(x), second(x))
+    assert parametrize.is_parametrized(model.conv1, "weight")
+    model(x)  # the live model still runs with its fake-quant

@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 
 from slimkit.export.onnx import export_onnx
 from slimkit.metrics.params import prunable_layers
+from slimkit.sparse.masking import bake_mask
 from slimkit.quant.bn_fold import fold_batchnorm
 from slimkit.quant.ptq import QuantizeResult, quantize_static_onnx
 from slimkit.quant.qparams import Grid, activation_grid, fake_quantize, per_channel_weight_qparams, scale_zero_point, weight_grid
@@ -129,7 +130,9 @@ class QAT(Callback):
                 for p in layer.parametrizations.weight:
                     if isinstance(p, WeightFakeQuant):
                         p.enabled = False
-                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+                # Not remove_parametrizations: it edits the parametrized class, which this copy
+                # shares with the live model, so a second call (or the model itself) would break.
+                bake_mask(layer)
         return clean
 
 
