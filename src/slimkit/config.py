@@ -60,8 +60,8 @@ class RunConfig(TrainConfig):
     )
     grad_weight: float = Field(0.0, ge=0, description="mest: importance = |w| + grad_weight * |grad| (active weights)")
     rescale_init: bool = Field(
-        True, description="dynamic sparse training: scale each unit's kept initial weights by sqrt(fan-in / kept "
-        "fan-in), so a sparse net without BatchNorm still passes signal at high sparsity",
+        True, description="dynamic sparse training and random pruning at init: scale each unit's kept initial "
+        "weights by sqrt(fan-in / kept fan-in), so a sparse net without BatchNorm still passes signal at high sparsity",
     )
     mutation_stop: float = Field(0.75, gt=0, le=1, description="mest, set: fraction of training where mutation stops")
     latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")

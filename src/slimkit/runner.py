@@ -109,7 +109,8 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
         return RigL(model, alpha=config.zeta, stop=config.mutation_stop, **dst)
     return PruneOnce(
         model, criterion=config.method, num_batches=config.prune_batches, input_shape=info.input_shape,
-        synflow_iterations=config.synflow_iterations, seed=config.seed, **common,
+        synflow_iterations=config.synflow_iterations, seed=config.seed,
+        rescale_init=config.rescale_init and config.method == "random" and not config.init_from, **common,
     )
 
 

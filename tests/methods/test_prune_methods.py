@@ -165,3 +165,12 @@ def test_channel_pruning_never_removes_classes_by_default():
     assert "fc" not in method.layers and set(method.layers) == {"conv1", "conv2"}
     named = PruneOnce(SmallConvNet(), sparsity=0.5, scheme="channel", layers=["fc"])
     assert set(named.layers) == {"fc"}  # only when asked for by name
+
+
+def test_random_pruning_at_init_can_rescale_like_dynamic_sparse_training():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(400, 300))
+    reference = float(model[0].weight.detach().std())
+    PruneOnce(model, sparsity=0.95, criterion="random", rescale_init=True).bind(None, total_steps=10)
+    kept = model[0].weight.detach()[model[0].weight.detach() != 0]
+    assert float(kept.std()) == pytest.approx(reference * 20 ** 0.5, rel=0.1)  # sqrt(fan-in / kept fan-in)

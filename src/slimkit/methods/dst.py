@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from slimkit.compressed import apply_mutation, choose_mutation, importance_of, kept_count
-from slimkit.methods.base import SparsityMethod, method_generator
+from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
 from slimkit.methods.mutation import (
     drop_least_important, grow_by_gradient, grow_random, layer_importance, prune_active,
 )
@@ -48,23 +48,6 @@ class Phase:
     end: float
     train_sparsity: float
     prune_sparsity: float
-
-
-@torch.no_grad()
-def rescale_to_fan_in(layers: dict[str, nn.Module], masks: dict[str, torch.Tensor]) -> None:
-    """Scale each unit's kept initial weights by sqrt(fan-in / kept fan-in).
-
-    A random sparse init keeps the dense init's per-weight variance, so each layer's output
-    variance shrinks by its density; without BatchNorm the signal vanishes with depth (LeNet-5
-    at 95% did not train at all). Rescaling gives every unit the variance its dense init had
-    (Evci et al. 2022, "Gradient Flow in Sparse Neural Networks and How Lottery Tickets Win").
-    """
-    for name, module in layers.items():
-        mask = masks[name]
-        rows = mask.reshape(mask.shape[0], -1)
-        kept = rows.sum(1, keepdim=True).clamp_min(1).to(torch.float32)
-        scale = (rows.shape[1] / kept).sqrt().view(-1, *([1] * (mask.dim() - 1)))
-        original_weight(module).mul_(scale.to(original_weight(module).dtype))
 
 
 def _check_fraction(name: str, value: float, *, low_open: bool = True) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from slimkit.methods.base import SparsityMethod, method_generator
+from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
 from slimkit.sparse import criteria
 from slimkit.sparse.obs import obs_prune
 
@@ -33,6 +33,7 @@ class PruneOnce(SparsityMethod):
         input_shape: tuple[int, ...] | None = None,
         synflow_iterations: int = 100,
         seed: int = 0,
+        rescale_init: bool = False,
         **kwargs: Any,
     ) -> None:
         self.criterion_name = criterion
@@ -46,6 +47,7 @@ class PruneOnce(SparsityMethod):
         super().__init__(model, sparsity=sparsity, **kwargs)
         self.batches, self.num_batches = batches, num_batches
         self.input_shape, self.synflow_iterations, self.seed = input_shape, synflow_iterations, seed
+        self.rescale_init = rescale_init  # random pruning at init: the static control of dynamic sparse training
 
     def on_train_start(self, trainer) -> None:
         if self.batches is None:
@@ -70,7 +72,9 @@ class PruneOnce(SparsityMethod):
             self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,
             generator=method_generator(self.seed, "criterion"), input_shape=self.input_shape,
         )
-        self.prune_to(self.sparsity, scores)
+        masks = self.prune_to(self.sparsity, scores)
+        if self.rescale_init:
+            rescale_to_fan_in(self.layers, masks)
 
     def _batches(self) -> Iterable:
         if self.batches is None:
