@@ -4,24 +4,19 @@ import pytest
 import torch
 from torch import nn
 
-from slimkit.data import load_dataset, make_loaders
+from slimkit.data import load_dataset
 from slimkit.export import export_onnx
 from slimkit.models import build_model
 from slimkit.quant import (
     calibration_ranges, compare, fold_batchnorm, int8_weights, quantize_dynamic_onnx, quantize_static_onnx, size_report,
 )
-from slimkit.train import Trainer
-from slimkit.train.config import TrainConfig
+from tests.quant.helpers import trained_digits_lenet5
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """LeNet-5 trained for a few epochs on scikit-learn digits, exported to fp32 ONNX."""
-    splits = load_dataset("digits")
-    loaders = make_loaders(splits, 64, seed=0)
-    torch.manual_seed(0)
-    model = build_model("lenet5", splits.info)
-    Trainer(model, loaders, TrainConfig(epochs=5, optimizer="adam", lr=3e-3, progress="none")).fit()
+    model, loaders, splits = trained_digits_lenet5(epochs=5)
     path = export_onnx(model, torch.zeros(2, *splits.info.input_shape), tmp_path_factory.mktemp("m") / "fp32.onnx")
     return model.eval(), path, loaders, splits.info
 

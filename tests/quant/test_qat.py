@@ -3,19 +3,16 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from slimkit.data import load_dataset, make_loaders
+from slimkit.data import load_dataset
 from slimkit.models import build_model
 from slimkit.quant import QAT, export_qat, onnx_accuracy
 from slimkit.train import Trainer
 from slimkit.train.config import TrainConfig
+from tests.quant.helpers import trained_digits_lenet5
 
 
 def test_exported_int8_matches_fake_quant_accuracy(tmp_path):
-    splits = load_dataset("digits")
-    loaders = make_loaders(splits, 64, seed=0)
-    torch.manual_seed(0)
-    model = build_model("lenet5", splits.info)
-    Trainer(model, loaders, TrainConfig(epochs=4, optimizer="adam", lr=3e-3, progress="none")).fit()
+    model, loaders, splits = trained_digits_lenet5(epochs=4)
     qat = QAT(model)
     assert all(parametrize.is_parametrized(m, "weight") for m in qat.layers.values())
     trainer = Trainer(model, loaders, TrainConfig(epochs=2, optimizer="adam", lr=1e-3, progress="none"), callbacks=[qat])

@@ -12,6 +12,7 @@ formats shrink, and it does not depend on allocator behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import resource
@@ -47,10 +48,8 @@ def release_freed_memory() -> None:
     after set-up (dense init, masks, scores) RSS stays high although the tensors are gone, and a
     peak measured from there would charge the set-up's leftovers to training.
     """
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class PeakRSS:

@@ -16,6 +16,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
+from torchvision.ops import stochastic_depth as _stochastic_depth
 
 from slimkit.structured.channels import Chan, ChannelGraph, ChannelGraphError, ModuleRecord, SizeOf, UnionFind
 
@@ -27,12 +28,8 @@ _UNARY_FUNCS = {
     F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
     F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.interpolate, operator.neg, torch.Tensor.contiguous,
 }
-try:  # torchvision wraps stochastic depth for fx: a per-sample scale, channels pass through
-    from torchvision.ops import stochastic_depth as _stochastic_depth
-
-    _UNARY_FUNCS.add(_stochastic_depth)
-except ImportError:  # pragma: no cover - torchvision is a dependency
-    pass
+# torchvision wraps stochastic depth for fx: a per-sample scale, channels pass through
+_UNARY_FUNCS.add(_stochastic_depth)
 _BINARY_FUNCS = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul, operator.isub,
     torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum, torch.pow, operator.pow,
