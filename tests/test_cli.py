@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from slimkit.cli import main
+from slimkit.cli import build_parser, main
 
 REQUIRED_METRICS = {
     "model": str, "dataset": str, "method": str, "scheme": str, "target_sparsity": float, "sparsity": float,
@@ -65,6 +65,19 @@ def test_bad_input_gives_one_clear_line(argv, message, capsys, tmp_path):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("slimkit: error:") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ['{"block": [8, 1], "prune": "cols"}', "{block: [8, 1], prune: cols}"])
+def test_mapping_flags_take_json_or_yaml_flow_style(text):
+    args = build_parser().parse_args(["train", "--scheme", "block", "--scheme-options", text])
+    assert args.scheme_options == {"block": [8, 1], "prune": "cols"}
+
+
+@pytest.mark.parametrize("text", ["[8, 1]", "{block: [8, 1"])
+def test_mapping_flags_reject_what_is_not_a_mapping(text, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--scheme-options", text])
+    assert "--scheme-options" in capsys.readouterr().err
 
 
 def test_resume_with_corrupt_checkpoint(tmp_path, capsys):

@@ -13,9 +13,23 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
+
 from slimkit import __version__
 
 log = logging.getLogger("slimkit")
+
+
+def _mapping(text: str) -> dict:
+    """A flag's mapping, as JSON or YAML flow style (`{block: [8, 1], prune: cols}`), the way
+    recipes write it. safe_load builds plain data only."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"not a JSON/YAML mapping: {text!r} ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping like '{{key: value}}', got {text!r}")
+    return value
 
 
 def _flag_kwargs(annotation: Any) -> dict[str, Any]:
@@ -30,7 +44,7 @@ def _flag_kwargs(annotation: Any) -> dict[str, Any]:
     if origin is list:
         return {"nargs": "+", "type": args[0]}
     if origin is dict:
-        return {"type": json.loads, "metavar": "JSON"}
+        return {"type": _mapping, "metavar": "MAPPING"}
     return {"type": annotation}
 
 

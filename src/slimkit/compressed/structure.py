@@ -108,11 +108,12 @@ def sample_absent(count: int, numel: int, exclude: Tensor, generator: torch.Gene
     free = numel - exclude.numel()
     if count > free:
         raise ValueError(f"cannot grow {count} weights: only {free} of {numel} positions are free")
-    chosen = torch.empty(0, dtype=torch.long)
+    taken = exclude.to(generator.device)  # draws come from the (CPU) generator, whatever the layer's device
+    chosen = torch.empty(0, dtype=torch.long, device=generator.device)
     while chosen.numel() < count:
         missing = count - chosen.numel()
-        draws = torch.randint(numel, (2 * missing + 16,), generator=generator)
+        draws = torch.randint(numel, (2 * missing + 16,), generator=generator, device=generator.device)
         draws = first_occurrences(draws)
-        draws = draws[~torch.isin(draws, exclude) & ~torch.isin(draws, chosen)]
+        draws = draws[~torch.isin(draws, taken) & ~torch.isin(draws, chosen)]
         chosen = torch.cat([chosen, draws[:missing]])
     return chosen.to(exclude.device)

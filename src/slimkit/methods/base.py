@@ -51,7 +51,8 @@ def rescale_to_fan_in(layers: dict[str, nn.Module], masks: dict[str, torch.Tenso
         rows = mask.reshape(mask.shape[0], -1)
         kept = rows.sum(1, keepdim=True).clamp_min(1).to(torch.float32)
         scale = (rows.shape[1] / kept).sqrt().view(-1, *([1] * (mask.dim() - 1)))
-        original_weight(module).mul_(scale.to(original_weight(module).dtype))
+        weight = original_weight(module)
+        weight.mul_(scale.to(device=weight.device, dtype=weight.dtype))
 
 
 def select_layers(
