@@ -62,3 +62,12 @@ def test_apply_mutation_moves_values_and_optimizer_state():
     model(torch.randn(4, 30)).sum().backward()
     assert layer.values.grad.shape == layer.values.shape
     optimizer.step()
+
+
+def test_a_nearly_dense_layer_swaps_at_most_its_inactive_positions():
+    """ERK leaves small layers nearly dense: 120 of 150 kept, asked to drop 36 and regrow 36."""
+    positions = torch.arange(120)
+    survivors, grown = choose_mutation(positions, torch.rand(120), keep=84, total=120, numel=150,
+                                       generator=torch.Generator().manual_seed(0))
+    assert survivors.numel() == 90 and grown.numel() == 30
+    assert set(grown.tolist()) == set(range(120, 150))

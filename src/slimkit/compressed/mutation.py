@@ -25,8 +25,14 @@ def kept_count(density: float, numel: int) -> int:
 
 def choose_mutation(positions: Tensor, importance: Tensor, keep: int, total: int, numel: int,
                     generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """(survivor slots, grown positions) for sorted kept `positions` with per-position `importance`."""
-    keep = min(keep, positions.numel())
+    """(survivor slots, grown positions) for sorted kept `positions` with per-position `importance`.
+
+    Growth only fills positions that were inactive before this mutation, so a dense layer (ERK
+    keeps small layers at density 0.8 or 1) swaps at most as many weights as it has inactive
+    positions: the rest of the would-be-dropped weights stay.
+    """
+    inactive = numel - positions.numel()
+    keep = min(max(keep, total - inactive), positions.numel())
     ranking = torch.argsort(importance.detach().cpu(), descending=True, stable=True)
     survivors = ranking[:keep].sort().values.to(positions.device)
     grown = sample_absent(max(total - keep, 0), numel, positions, generator)
