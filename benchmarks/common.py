@@ -12,6 +12,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -66,6 +67,25 @@ def run_job(job: tuple[str, list[str], Path], threads: int = 1) -> None:
         cmd = slimkit_cmd(args + ["--progress", "log", "--out", str(out)])
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=log, env=env)
     print(f"done  {label}", flush=True)
+
+
+def run_jobs(jobs: list[tuple[str, list[str], Path]], workers: int, threads: int = 1) -> list[str]:
+    """Run every job, `workers` side by side. A failed run does not stop the others (a sweep is
+    hours of work); the failures are listed at the end and returned, and their tables show '–'."""
+    failed = []
+
+    def attempt(job: tuple[str, list[str], Path]) -> None:
+        try:
+            run_job(job, threads)
+        except subprocess.CalledProcessError:
+            failed.append(job[0])
+            print(f"FAILED {job[0]} (see {job[2]}.log)", flush=True)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(attempt, jobs))
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", flush=True)
+    return failed
 
 
 def read_metrics(out: Path) -> dict | None:

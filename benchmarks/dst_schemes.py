@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, mean_std, read_metrics, run_job, write_section  # noqa: E402
+from common import machine_line, mean_std, read_metrics, run_jobs, write_section  # noqa: E402
 from dst_sweep import METHODS, RECIPES  # noqa: E402
 
 SCHEMES = {
@@ -58,8 +57,7 @@ def main() -> None:
                                     "--sparsity", str(args.sparsity), "--scheme", scheme,
                                     "--scheme-options", SCHEMES[scheme][1]], out))
     if not args.report_only:
-        with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(run_job, jobs))
+        run_jobs(jobs, args.workers)
 
     rows = []
     for scheme in args.schemes:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, mean_std, read_metrics, run_job, write_section  # noqa: E402
+from common import machine_line, mean_std, read_metrics, run_jobs, write_section  # noqa: E402
 
 RECIPES = {
     "lenet300": "recipes/dense_lenet300_fmnist.yaml",
@@ -60,8 +59,7 @@ def main() -> None:
                     jobs.append((out.name, ["train", *recipe, "--seed", str(seed), "--method", method,
                                             "--sparsity", str(s), "--allocation", allocation], out))
     if not args.report_only:
-        with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(run_job, jobs))
+        run_jobs(jobs, args.workers)
 
     dense = [m for m in (read_metrics(base / f"dense-s{seed}") for seed in args.seeds) if m]
     columns = [(a, s) for a in args.allocations for s in args.sparsities]

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, read_metrics, run_job, write_section  # noqa: E402
+from common import machine_line, read_metrics, run_jobs, write_section  # noqa: E402
 
 RECIPES = {"lenet5": "recipes/dense_lenet5_fmnist.yaml", "resnet20": "recipes/dense_resnet20_fmnist.yaml"}
 TARGET_SAVED, TARGET_LOSS_PT = 0.20, 0.3
@@ -81,8 +80,7 @@ def main() -> None:
     base = Path(args.out) / f"{args.model}-{args.epochs}ep-s{args.seed}"
     jobs, titles = _jobs(args, base)
     if not args.report_only:
-        with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(run_job, jobs))
+        run_jobs(jobs, args.workers)
     found = {name: m for name, _, out in jobs if (m := read_metrics(out))}
     full = found.get("dense-all")
 

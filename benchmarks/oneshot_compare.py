@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, mean_std, read_metrics, run_job, write_section  # noqa: E402
+from common import machine_line, mean_std, read_metrics, run_jobs, write_section  # noqa: E402
 
 METHODS = {"magnitude": "magnitude", "obd": "OBD (Hutchinson)", "obs": "OBS (OBC / SparseGPT)"}
 
@@ -40,8 +39,7 @@ def main() -> None:
                 out = base / f"{method}-{s:g}-s{seed}"
                 jobs.append((out.name, ["prune", "--from", str(dense), "--method", method, "--sparsity", str(s),
                                         "--finetune-epochs", "1", "--prune-batches", str(args.calibration_batches)], out))
-    with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(run_job, jobs))
+    run_jobs(jobs, args.workers)
 
     dense_acc = [m["test_acc"] for m in (read_metrics(Path(args.dense) / args.model / f"dense-s{s}") for s in args.seeds) if m]
     rows = []
