@@ -235,10 +235,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML report (metrics table + plots) of finished run folders."""
+    from slimkit.report import write_html_report
+
+    path = write_html_report(args.runs, args.out, title=args.title, png_dir=args.png_dir)
+    print(f"{path}: report of {len(args.runs)} run(s)" + (f"; PNG figures in {args.png_dir}" if args.png_dir else ""))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from slimkit.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick)
+    run_demo(Path(args.out), quick=args.quick, data=args.data)
     return 0
 
 
@@ -352,9 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="also print the raw metrics.json contents")
     info.set_defaults(func=cmd_info)
 
+    report = sub.add_parser(
+        "report", help="write an HTML report (metrics table, curves, masks) of run folders",
+        description="One self-contained HTML file: the metrics table, training curves, accuracy vs sparsity, "
+        "and per run its per-layer sparsity, masks and mask-update activity (PNGs embedded). See docs/reports.md.",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN", help="finished run folder(s)")
+    report.add_argument("--out", required=True, help="HTML file to write (e.g. report.html)")
+    report.add_argument("--png-dir", metavar="DIR", help="also write every figure as a PNG file into DIR")
+    report.add_argument("--title", default="slimkit report", help="page title (default: slimkit report)")
+    report.set_defaults(func=cmd_report)
+
     demo = sub.add_parser("demo", help="the main job: train on Fashion-MNIST and compare")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--quick", action="store_true", help="about a minute instead of several")
+    demo.add_argument("--data", default="fashion-mnist", help=argparse.SUPPRESS)  # tests: --data synthetic
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -65,6 +65,10 @@ class RunConfig(TrainConfig):
     )
     mutation_stop: float = Field(0.75, gt=0, le=1, description="mest, set: fraction of training where mutation stops")
     latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")
+    tensorboard: bool = Field(
+        False, description="also log per-epoch scalars (losses, accuracies, lr, density, weights moved) to "
+        "OUT/tensorboard/ for TensorBoard (needs `pip install slimkit[tensorboard]`)",
+    )
     storage: Literal["auto", "masked", "compressed"] = Field(
         "auto", description="pruned weights as masked dense tensors, or compressed (values + int32 indices: memory "
         "and time shrink with density); auto = compressed for the large Linear layers of unstructured mest/set runs "

@@ -1,45 +1,145 @@
-"""`slimkit demo` / `make demo`: the main job on Fashion-MNIST, ending in one comparison table.
+"""`slimkit demo` / `make demo`: the slimkit pipeline on Fashion-MNIST, ending in one comparison table.
 
-Every number in the table is read back from the run folders this command wrote.
+A dense LeNet-5 baseline, then each family of methods applied to it or beside it:
+
+1. dense-lenet5        the baseline
+2. mest-ems-90         MEST+EM&S, 90% sparse from the first step to the last (no dense phase)
+3. channels-50         half of the baseline's channels cut out (a physically smaller model), fine-tuned
+4. int8-dense          the baseline, int8 post-training quantization (ONNX Runtime, static)
+5. int8-channels       the channel-pruned model, int8 as well
+6. kd-mest-ems-90      step 2 again, with the baseline as distillation teacher
+
+Every step writes an ordinary run folder with its own metrics.json. Every number in the table
+(OUT/summary.txt) and in OUT/report.html is read back from those folders.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from slimkit.config import make_config
+from slimkit.config import RunConfig, make_config
 from slimkit.fileio import atomic_write_text
 from slimkit.report import metrics_table
 from slimkit.runner import read_metrics, train_run
 
 log = logging.getLogger("slimkit")
 
-DEMO_RUNS: list[tuple[str, dict[str, Any]]] = [
-    ("dense-lenet300", {"model": "lenet300", "lr": 0.05, "weight_decay": 5e-4, "augment": False}),
-    ("dense-lenet5", {"model": "lenet5", "lr": 0.05, "weight_decay": 5e-4}),
-    (  # sparse from the first step to the last: MEST with elastic mutation and a soft memory bound
-        "mest-ems-90-lenet5",
-        {"model": "lenet5", "lr": 0.05, "weight_decay": 5e-4, "method": "mest-ems", "sparsity": 0.9},
-    ),
+DENSE, SPARSE, CHANNELS = "dense-lenet5", "mest-ems-90", "channels-50"
+INT8_DENSE, INT8_CHANNELS, KD = "int8-dense", "int8-channels", "kd-mest-ems-90"
+TITLE = "slimkit demo: LeNet-5 on Fashion-MNIST"
+QUICK = {"epochs": 2, "finetune_epochs": 1, "calib_batches": 8}  # `--quick`: about a minute instead of several
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    out: Path
+    data: str = "fashion-mnist"
+    epochs: int = 15  # dense, sparse and distilled runs
+    finetune_epochs: int = 5  # after channel pruning
+    calib_batches: int = 32  # int8 calibration
+
+    def config(self, **settings: Any) -> RunConfig:
+        """LeNet-5 with the dense recipe's optimizer settings (recipes/dense_lenet5_fmnist.yaml)."""
+        base = {"model": "lenet5", "data": self.data, "epochs": self.epochs, "lr": 0.05, "weight_decay": 5e-4}
+        return make_config({**base, **settings})
+
+    def run(self, name: str) -> Path:
+        return self.out / name
+
+
+# ---- the steps: each writes the run folder `s.run(name)` -------------------------------------------------
+def dense_baseline(s: DemoSettings) -> None:
+    train_run(s.config(), s.run(DENSE))
+
+
+def sparse_from_scratch(s: DemoSettings) -> None:
+    train_run(s.config(method="mest-ems", sparsity=0.9), s.run(SPARSE))
+
+
+def channel_pruning(s: DemoSettings) -> None:
+    # LeNet-5 has no BatchNorm, so Network Slimming (L1 on BN scales) does not apply: prune by L1 norm.
+    from slimkit.structured_runs import prune_channels_run
+
+    prune_channels_run(s.run(DENSE), s.run(CHANNELS), ratio=0.5, criterion="l1", finetune_epochs=s.finetune_epochs)
+
+
+def int8_dense(s: DemoSettings) -> None:
+    from slimkit.pipelines import quantize_run
+
+    quantize_run(s.run(DENSE), s.run(INT8_DENSE), mode="static", calib_batches=s.calib_batches)
+
+
+def int8_channels(s: DemoSettings) -> None:
+    from slimkit.pipelines import quantize_run
+
+    quantize_run(s.run(CHANNELS), s.run(INT8_CHANNELS), mode="static", calib_batches=s.calib_batches)
+
+
+def distilled_sparse_student(s: DemoSettings) -> None:
+    from slimkit.pipelines import distill_run
+
+    distill_run(s.config(method="mest-ems", sparsity=0.9), [s.run(DENSE)], s.run(KD), temperature=4.0, alpha=0.9)
+
+
+STEPS: list[tuple[str, str, Callable[[DemoSettings], None]]] = [
+    (DENSE, "dense LeNet-5 baseline", dense_baseline),
+    (SPARSE, "MEST+EM&S, 90% sparse from scratch", sparse_from_scratch),
+    (CHANNELS, "50% of the baseline's channels removed, fine-tuned", channel_pruning),
+    (INT8_DENSE, "int8 static PTQ of the baseline", int8_dense),
+    (INT8_CHANNELS, "int8 static PTQ of the channel-pruned model", int8_channels),
+    (KD, "MEST+EM&S 90% student distilled from the baseline", distilled_sparse_student),
 ]
 
 
-def run_demo(out: Path, *, quick: bool = False) -> list[tuple[str, dict[str, Any]]]:
-    epochs = 1 if quick else 6
-    results = []
-    for label, settings in DEMO_RUNS:
-        run_dir = out / label
+# ---- the table ------------------------------------------------------------------------------------------
+def table_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A folder's metrics.json in the table's columns. An int8 folder (`slimkit quantize`) names its
+    file size and latency after the format: model.int8.onnx bytes, ONNX Runtime batch-1 latency."""
+    if "int8_acc" not in metrics:
+        return metrics
+    return {**metrics, "model_file_bytes": metrics["int8_bytes"], "latency_ms": metrics["latency_ms_b1"]["int8"]}
+
+
+def notes(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One line per row: what the step did, and the figures the table has no column for."""
+    what = {name: text for name, text, _ in STEPS}
+    width = max(len(name) for name, _ in results)
+    lines = []
+    for name, m in results:
+        extra = ""
+        if "int8_acc" in m:
+            extra = (f"file: model.int8.onnx, latency: ONNX Runtime; the fp32 ONNX model: {m['fp32_acc']:.2%}, "
+                     f"{m['fp32_bytes']:,} bytes, {m['latency_ms_b1']['fp32']:.3f} ms")
+        elif "test_acc_before_finetune" in m:
+            extra = f"train s: fine-tuning only; {m['test_acc_before_finetune']:.2%} right after pruning"
+        elif "teacher_acc" in m:
+            extra = f"teacher {m['teacher_acc']:.2%}"
+        lines.append(f"{name.ljust(width)}  {what.get(name, '')}" + (f" ({extra})" if extra else ""))
+    return lines
+
+
+def run_demo(out: Path, *, quick: bool = False, data: str = "fashion-mnist") -> list[tuple[str, dict[str, Any]]]:
+    """Run every step into `out/<step>/`, print the comparison table, write summary.txt and report.html."""
+    from slimkit.report import write_html_report
+
+    out = Path(out)
+    settings = DemoSettings(out, data=data, **(QUICK if quick else {}))
+    for name, what, step in STEPS:
+        run_dir = settings.run(name)
         if run_dir.exists():
             shutil.rmtree(run_dir)  # the demo owns its folders and always starts fresh
-        config = make_config({"data": "fashion-mnist", "epochs": epochs, **settings})
-        log.info(f"== {label}: {config.model}, {epochs} epoch(s) -> {run_dir}")
-        train_run(config, run_dir)
-        results.append((label, read_metrics(run_dir)))
-    table = metrics_table(results)
-    atomic_write_text(out / "summary.txt", table + "\n")
-    print(table)
-    print(f"\nRun folders and summary.txt are in {out}/ (`slimkit info {out}/*/` prints them again).")
+        log.info(f"== {name}: {what} -> {run_dir}")
+        step(settings)
+    results = [(name, read_metrics(settings.run(name))) for name, _, _ in STEPS]
+    table = metrics_table([(name, table_metrics(m)) for name, m in results])
+    summary = table + "\n\n" + "\n".join(notes(results)) + "\n"
+    atomic_write_text(out / "summary.txt", summary)
+    report = write_html_report([settings.run(name) for name, _, _ in STEPS], out / "report.html", title=TITLE)
+    print(summary)
+    print(f"Run folders, summary.txt and {Path(report).name} are in {out}/ "
+          f"(`slimkit info {out}/*/` prints their metrics).")
     return results

@@ -13,6 +13,7 @@ from slimkit.config import RunConfig, make_config, read_yaml
 from slimkit.distill import Distillation
 from slimkit.export import export_onnx, load_model
 from slimkit.fileio import atomic_write_json
+from slimkit.metrics import count_flops, count_params, weight_sparsity
 from slimkit.quant import QAT, compare, export_qat, quantize_dynamic_onnx, quantize_static_onnx, size_report
 from slimkit.runner import CONFIG_FILE, METRICS_FILE, load_data, read_metrics, train_run
 from slimkit.train import Trainer
@@ -66,11 +67,16 @@ def quantize_run(
                                           calibration=calibration)
         else:
             result = quantize_dynamic_onnx(fp32_path, int8_path)
+    network = model if mode != "qat" else qat.float_model()  # the float network the int8 file encodes
+    (params_total, params_nonzero), flops = count_params(network), count_flops(network, info.input_shape)
     metrics: dict[str, Any] = {
         "source": str(source), "model": sidecar["model"], "dataset": config.data, "mode": mode,
         "quantization": result.settings, "fp32_ops": result.fp32_ops,
         **compare(fp32_path, int8_path, loaders.test, info.input_shape, repeats=latency_repeats),
-        "size_report": size_report(model if mode != "qat" else qat.float_model()).as_dict(),
+        "size_report": size_report(network).as_dict(),
+        # the same network in int8: parameter and FLOP counts as in a run folder's metrics.json
+        "params_total": params_total, "params_nonzero": params_nonzero, "sparsity": weight_sparsity(network),
+        "flops_dense": flops.dense, "flops_sparse": flops.sparse,
     }
     if mode == "qat":
         metrics["qat_fake_quant_acc"] = fake_quant_acc

@@ -35,6 +35,7 @@ from slimkit.models import build_model
 from slimkit.sparse import make_scheme, remove_masks, sparsity_report
 from slimkit.train import Callback, Trainer, distributed
 from slimkit.train.loop import CHECKPOINT_FILE, HISTORY_FILE, write_history_csv
+from slimkit.train.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -169,6 +170,13 @@ class EvaluateBeforeTraining(Callback):
         self.result = state["result"]
 
 
+def logging_callbacks(config: RunConfig, log_dir: Path | None) -> list[Callback]:
+    """Loggers that go last, after every callback that adds history columns (TensorBoard)."""
+    if not config.tensorboard or log_dir is None:
+        return []
+    return [TensorBoardLogger(log_dir)]
+
+
 def build_trainer(
     config: RunConfig, out: Path | None, callbacks: Sequence[Callback] = ()
 ) -> tuple[Trainer, DatasetInfo]:
@@ -182,7 +190,8 @@ def build_trainer(
     if config.init_from:
         first.append(EvaluateBeforeTraining())  # after the method: measures the pruned, untrained model
     first += efficiency_callbacks(config, len(loaders.train.split))  # after the method: it may rescale its schedule
-    return Trainer(model, loaders, config, callbacks=first + list(callbacks), out_dir=out), info
+    loggers = logging_callbacks(config, out / TENSORBOARD_DIR if out is not None else None)
+    return Trainer(model, loaders, config, callbacks=first + list(callbacks) + loggers, out_dir=out), info
 
 
 # ---- finishing a run ----------------------------------------------------------------------------
@@ -255,8 +264,12 @@ def train_run(
 ) -> dict[str, Any]:
     """Train `config` into `out_dir` (or continue the run there with `resume=True`)."""
     out = Path(out_dir)
+    if config.tensorboard:  # fail before anything is written or trained
+        require_tensorboard()
     distributed.setup(config.device)
     config = _prepare_folder(config, out, resume)
+    if config.tensorboard:  # a resumed run's config.yaml may ask for it
+        require_tensorboard()
     if config.method == "imp":
         return imp_run(config, out, resume=resume, callbacks=callbacks)
     trainer, info = build_trainer(config, out, callbacks)
@@ -321,7 +334,8 @@ def imp_run(
             masks = magnitude_masks(previous, layers, sparsity, scheme, config.allocation, tuple(config.dense_layers))
             extra.append(FixedMasks(model, masks, scheme=scheme))
         log.info(f"== imp round {r}/{len(schedule) - 1}: sparsity {sparsity:.2%}")
-        trainer = Trainer(model, loaders, round_config, callbacks=extra + list(callbacks), out_dir=round_dir)
+        loggers = logging_callbacks(config, out / TENSORBOARD_DIR / f"round-{r}")  # one TensorBoard run per round
+        trainer = Trainer(model, loaders, round_config, callbacks=extra + list(callbacks) + loggers, out_dir=round_dir)
         if resume and (round_dir / CHECKPOINT_FILE).exists():
             trainer.resume(round_dir / CHECKPOINT_FILE)
         elif r > 0:

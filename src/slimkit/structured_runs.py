@@ -15,10 +15,13 @@ from slimkit.data import DatasetInfo
 from slimkit.export import load_model, save_model
 from slimkit.fileio import atomic_write_json, atomic_write_text
 from slimkit.metrics import count_flops, count_params, measure_latency
-from slimkit.runner import CONFIG_FILE, METRICS_FILE, RunFolderError, collect_metrics, load_data, train_run
+from slimkit.runner import (
+    CONFIG_FILE, METRICS_FILE, RunFolderError, collect_metrics, load_data, logging_callbacks, train_run,
+)
 from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
 from slimkit.structured.prune import prune_channels
 from slimkit.train import Trainer
+from slimkit.train.tensorboard import TENSORBOARD_DIR
 
 log = logging.getLogger("slimkit")
 SOURCE_DIR = "train"  # Network Slimming's sparsity-training run, inside the slim run folder
@@ -51,7 +54,7 @@ def prune_and_finetune(
     if from_scratch:  # Liu et al. 2019: the pruned architecture, trained from new random weights
         reinitialize(pruned, seed=config.seed)
     atomic_write_text(out / CONFIG_FILE, dump_config(config))
-    trainer = Trainer(pruned, loaders, config, out_dir=out)
+    trainer = Trainer(pruned, loaders, config, callbacks=logging_callbacks(config, out / TENSORBOARD_DIR), out_dir=out)
     acc_pruned = trainer.evaluate(loaders.test)["acc"]
     trainer.fit()
     metrics = collect_metrics(config, trainer, info)
