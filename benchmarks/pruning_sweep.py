@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, mean_std as fmt, read_metrics as metrics, run_job as run, write_section  # noqa: E402
+from common import machine_line, mean_std as fmt, read_metrics as metrics, run_jobs, write_section  # noqa: E402
 
 RECIPES = {"lenet300": "recipes/dense_lenet300_fmnist.yaml", "lenet5": "recipes/dense_lenet5_fmnist.yaml"}
 PAI = ["snip", "grasp", "synflow", "random"]
@@ -72,9 +71,8 @@ def main() -> None:
                                         "--sparsity", sp(args.sparsities[-1]),
                                         "--imp-sparsities", *map(sp, args.sparsities),
                                         "--rewind-epoch", str(args.rewind_epoch), "--imp-reinit", reinit], out))
-    with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(run, first))
-        list(pool.map(run, jobs))
+    run_jobs(first, args.workers)  # the dense runs that one-shot pruning starts from
+    run_jobs(jobs, args.workers)
     write_tables(args, base, dense)
 
 

@@ -141,7 +141,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     source = Path(args.source)
     out = Path(args.out) if args.out else source.parent / f"{source.name}-int8-{args.mode}"
     m = quantize_run(source, out, mode=args.mode, calib_batches=args.calib_batches, calibration=args.calibration,
-                     qat_epochs=args.qat_epochs)
+                     qat_epochs=args.qat_epochs, progress=args.progress)
     print(f"{out}: accuracy fp32 {m['fp32_acc']:.2%} -> int8 {m['int8_acc']:.2%}; "
           f"bytes {m['fp32_bytes']} -> {m['int8_bytes']} ({m['size_ratio']:.2f}x smaller)")
     for key in (k for k in m if k.startswith("latency_ms_b")):
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--calibration", choices=["minmax", "percentile", "entropy"], default="minmax")
     quantize.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs for --mode qat (default: 2)")
     quantize.add_argument("--out", help="folder to write (default: FROM-int8-MODE beside FROM)")
+    quantize.add_argument("--progress", choices=["auto", "bar", "log", "none"],
+                          help="progress display: bar on a TTY, log lines otherwise (default: FROM's setting)")
     quantize.set_defaults(func=cmd_quantize)
 
     slim = sub.add_parser(

@@ -30,7 +30,7 @@ def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Pa
     metrics = train_run(config, out, callbacks=[kd])
     _, loaders = load_data(config)
     metrics.update(
-        teacher_acc=kd.teacher_accuracy(loaders.test), teachers=[str(t) for t in teachers],
+        teacher_acc=kd.teacher_accuracy(loaders.test, progress=config.progress), teachers=[str(t) for t in teachers],
         teacher_test_accs=[read_metrics(t).get("test_acc") if (Path(t) / METRICS_FILE).exists() else None for t in teachers],
         kd_temperature=temperature, kd_alpha=alpha, method=f"kd({metrics['method']})",
     )
@@ -40,15 +40,20 @@ def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Pa
 
 def quantize_run(
     source: str | Path, out: str | Path, *, mode: str = "static", calib_batches: int = 32, calibration: str = "minmax",
-    qat_epochs: int = 2, qat_lr: float | None = None, latency_repeats: int = 30,
+    qat_epochs: int = 2, qat_lr: float | None = None, latency_repeats: int = 30, progress: str | None = None,
 ) -> dict[str, Any]:
-    """int8 model of a finished run folder, with accuracy, bytes and latency next to fp32."""
+    """int8 model of a finished run folder, with accuracy, bytes and latency next to fp32.
+
+    `progress` (auto, bar, log, none; default: the source run's setting) shows QAT epochs,
+    calibration batches, accuracy passes and latency rounds."""
     if mode not in QUANT_MODES:
         raise ValueError(f"mode must be one of {', '.join(QUANT_MODES)}, got {mode!r}")
     source, out = Path(source), Path(out)
     if (out / METRICS_FILE).exists():
         raise ValueError(f"{out} already holds a result; choose another --out")
     config = make_config(read_yaml(source / CONFIG_FILE))
+    if progress is not None:
+        config = config.model_copy(update={"progress": progress})
     model, sidecar = load_model(source)
     info, loaders = load_data(config)
     example = torch.zeros(2, *info.input_shape)
@@ -59,12 +64,13 @@ def quantize_run(
         trainer = Trainer(model, loaders, qat_config, callbacks=[qat])
         trainer.fit()
         fake_quant_acc = trainer.evaluate(loaders.test)["acc"]
-        result = export_qat(qat, example, fp32_path, int8_path, loaders.train, calib_batches=calib_batches)
+        result = export_qat(qat, example, fp32_path, int8_path, loaders.train, calib_batches=calib_batches,
+                            progress=config.progress)
     else:
         export_onnx(model, example, fp32_path)
         if mode == "static":
             result = quantize_static_onnx(fp32_path, int8_path, loaders.train, calib_batches=calib_batches,
-                                          calibration=calibration)
+                                          calibration=calibration, progress=config.progress)
         else:
             result = quantize_dynamic_onnx(fp32_path, int8_path)
     network = model if mode != "qat" else qat.float_model()  # the float network the int8 file encodes
@@ -72,7 +78,8 @@ def quantize_run(
     metrics: dict[str, Any] = {
         "source": str(source), "model": sidecar["model"], "dataset": config.data, "mode": mode,
         "quantization": result.settings, "fp32_ops": result.fp32_ops,
-        **compare(fp32_path, int8_path, loaders.test, info.input_shape, repeats=latency_repeats),
+        **compare(fp32_path, int8_path, loaders.test, info.input_shape, repeats=latency_repeats,
+                  progress=config.progress),
         "size_report": size_report(network).as_dict(),
         # the same network in int8: parameter and FLOP counts as in a run folder's metrics.json
         "params_total": params_total, "params_nonzero": params_nonzero, "sparsity": weight_sparsity(network),

@@ -35,6 +35,7 @@ from slimkit.models import build_model
 from slimkit.sparse import make_scheme, remove_masks, sparsity_report
 from slimkit.train import Callback, Trainer, distributed
 from slimkit.train.loop import CHECKPOINT_FILE, HISTORY_FILE, write_history_csv
+from slimkit.train.progress import progress, report
 from slimkit.train.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
 
 CONFIG_FILE = "config.yaml"
@@ -111,7 +112,8 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
     return PruneOnce(
         model, criterion=config.method, num_batches=config.prune_batches, input_shape=info.input_shape,
         synflow_iterations=config.synflow_iterations, seed=config.seed,
-        rescale_init=config.rescale_init and config.method == "random" and not config.init_from, **common,
+        rescale_init=config.rescale_init and config.method == "random" and not config.init_from,
+        progress_mode=config.progress, **common,
     )
 
 
@@ -201,7 +203,8 @@ def collect_metrics(config: RunConfig, trainer: Trainer, info: DatasetInfo) -> d
     total, nonzero = count_params(model)
     flops = count_flops(model, info.input_shape)
     best = max(trainer.history, key=lambda row: row["test_acc"])
-    latency = measure_latency(model, info.input_shape, config.latency_batch_size, warmup=3, repeats=20)
+    latency = measure_latency(model, info.input_shape, config.latency_batch_size, warmup=3, repeats=20,
+                              progress=config.progress)
     sparse = config.method != "dense"
     metrics = {
         "model": config.model,
@@ -316,7 +319,9 @@ def imp_run(
         round_sparsity(config.sparsity, r, config.imp_rounds) for r in range(1, config.imp_rounds + 1)
     ])
     rounds, previous = [], None
-    for r, sparsity in enumerate(schedule):
+    # A bar over the rounds (each round's epochs show their own); in log mode the round line below.
+    for r, sparsity in progress(enumerate(schedule), total=len(schedule), desc="imp rounds", mode=config.progress,
+                                unit="rounds", log_lines=0):
         round_dir = out / f"round-{r}"
         if (round_dir / METRICS_FILE).exists():  # finished before an interruption
             previous, _ = load_model(round_dir)
@@ -333,7 +338,7 @@ def imp_run(
             layers = {n: m for n, m in prunable_layers(previous).items() if scheme.supports(m)}
             masks = magnitude_masks(previous, layers, sparsity, scheme, config.allocation, tuple(config.dense_layers))
             extra.append(FixedMasks(model, masks, scheme=scheme))
-        log.info(f"== imp round {r}/{len(schedule) - 1}: sparsity {sparsity:.2%}")
+        report(f"== imp round {r}/{len(schedule) - 1}: sparsity {sparsity:.2%}", config.progress)
         loggers = logging_callbacks(config, out / TENSORBOARD_DIR / f"round-{r}")  # one TensorBoard run per round
         trainer = Trainer(model, loaders, round_config, callbacks=extra + list(callbacks) + loggers, out_dir=round_dir)
         if resume and (round_dir / CHECKPOINT_FILE).exists():

@@ -27,10 +27,10 @@ log = logging.getLogger("slimkit")
 SOURCE_DIR = "train"  # Network Slimming's sparsity-training run, inside the slim run folder
 
 
-def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int) -> dict[str, Any]:
+def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int, progress: str = "auto") -> dict[str, Any]:
     """Params, FLOPs and latency of `model` (the before/after columns of a pruning run)."""
     total, _ = count_params(model)
-    latency = measure_latency(model, info.input_shape, batch_size, warmup=3, repeats=20)
+    latency = measure_latency(model, info.input_shape, batch_size, warmup=3, repeats=20, progress=progress)
     return {"params": total, "flops": count_flops(model, info.input_shape).dense, "latency_ms": latency.median_s * 1e3}
 
 
@@ -59,8 +59,8 @@ def prune_and_finetune(
     trainer.fit()
     metrics = collect_metrics(config, trainer, info)
     # measured back to back, so both see the same machine load
-    before = size_metrics(model, info, config.latency_batch_size)
-    after = size_metrics(trainer.model, info, config.latency_batch_size)
+    before = size_metrics(model, info, config.latency_batch_size, config.progress)
+    after = size_metrics(trainer.model, info, config.latency_batch_size, config.progress)
     metrics.update({
         "method": method, "source_run": str(source), "from_scratch": from_scratch,
         "test_acc_before_finetune": acc_pruned,

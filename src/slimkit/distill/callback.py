@@ -18,6 +18,7 @@ from torch import nn
 from slimkit.distill.losses import HintAdapter, distillation_loss, hint_loss
 from slimkit.distill.teacher import as_teacher
 from slimkit.train.callbacks import Callback, StepState
+from slimkit.train.progress import progress as show_progress
 
 
 class _FeatureTap:
@@ -95,11 +96,12 @@ class Distillation(Callback):
         step.loss = loss
 
     @torch.no_grad()
-    def teacher_accuracy(self, loader) -> float:
-        """Top-1 accuracy (fraction) of the teacher on a loader."""
+    def teacher_accuracy(self, loader, *, progress: str = "auto") -> float:
+        """Top-1 accuracy (fraction) of the teacher on a loader; `progress` shows the batches
+        (see `slimkit.train.progress`)."""
         device = next(self.teacher.parameters()).device
         correct = seen = 0
-        for batch in loader:
+        for batch in show_progress(loader, desc="teacher accuracy", mode=progress, unit="batches"):
             inputs, targets = batch[0].to(device), batch[1].to(device)
             correct += int((self.teacher_logits(inputs).argmax(1) == targets).sum())
             seen += len(targets)

@@ -17,6 +17,7 @@ from torch import nn
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
 from slimkit.sparse import criteria
 from slimkit.sparse.obs import obs_prune
+from slimkit.train.progress import progress as show_progress
 
 
 class PruneOnce(SparsityMethod):
@@ -34,6 +35,7 @@ class PruneOnce(SparsityMethod):
         synflow_iterations: int = 100,
         seed: int = 0,
         rescale_init: bool = False,
+        progress_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.criterion_name = criterion
@@ -48,29 +50,36 @@ class PruneOnce(SparsityMethod):
         self.batches, self.num_batches = batches, num_batches
         self.input_shape, self.synflow_iterations, self.seed = input_shape, synflow_iterations, seed
         self.rescale_init = rescale_init  # random pruning at init: the static control of dynamic sparse training
+        # Display of the scoring passes (see slimkit.train.progress); None: the trainer's config.progress.
+        self.progress_mode = progress_mode
 
     def on_train_start(self, trainer) -> None:
         if self.batches is None:
             self.batches = trainer.loaders.train
+        if self.progress_mode is None:
+            self.progress_mode = trainer.config.progress
         super().on_train_start(trainer)
 
     def initialize(self) -> None:
         if self.sparsity == 0.0:
             return
+        mode = self.progress_mode or "auto"
         if self.criterion_name == "synflow":
             # Iterative pruning with an exponential schedule: scores are recomputed under the masks so far.
-            for density in criteria.synflow_schedule(1.0 - self.sparsity, self.synflow_iterations):
+            schedule = criteria.synflow_schedule(1.0 - self.sparsity, self.synflow_iterations)
+            for density in show_progress(schedule, desc="synflow", mode=mode, unit="iterations"):
                 scores = criteria.synflow(self.model, self.layers, input_shape=self.input_shape)
                 self.prune_to(1.0 - density, scores)
             return
         if self.criterion_name == "obs":
             densities = self.densities(self.sparsity, criteria.magnitude(self.model, self.layers))
-            masks = obs_prune(self.model, self.layers, self._batches(), densities, num_batches=self.num_batches)
+            masks = obs_prune(self.model, self.layers, self._batches(), densities, num_batches=self.num_batches,
+                              progress=mode)
             self.set_masks(masks)
             return
         scores = self.criterion(
             self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,
-            generator=method_generator(self.seed, "criterion"), input_shape=self.input_shape,
+            generator=method_generator(self.seed, "criterion"), input_shape=self.input_shape, progress=mode,
         )
         masks = self.prune_to(self.sparsity, scores)
         if self.rescale_init:

@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from slimkit.train.progress import Progress
+
 
 @dataclass
 class LatencyReport:
@@ -20,22 +22,30 @@ class LatencyReport:
     repeats: int
 
 
-def time_callable(fn: Callable[[], object], *, warmup: int = 5, repeats: int = 30) -> LatencyReport:
+def time_callable(
+    fn: Callable[[], object], *, warmup: int = 5, repeats: int = 30, progress: str = "auto", desc: str = "latency"
+) -> LatencyReport:
+    """Median, p10 and p90 of `repeats` timed calls after `warmup` untimed ones; `progress` shows
+    the calls (see `slimkit.train.progress`)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
     samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
+    with Progress(warmup + repeats, desc, mode=progress, unit="runs") as task:
+        for _ in range(warmup):
+            fn()
+            task.update()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+            task.update()
     deciles = statistics.quantiles(samples, n=10) if repeats > 1 else [samples[0]] * 9
     return LatencyReport(statistics.median(samples), deciles[0], deciles[-1], repeats)
 
 
 def measure_latency(
-    model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 1, *, warmup: int = 5, repeats: int = 30
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 1, *, warmup: int = 5, repeats: int = 30,
+    progress: str = "auto",
 ) -> LatencyReport:
     """Median forward latency of `model` in eval mode under `torch.inference_mode`."""
     was_training = model.training
@@ -44,6 +54,6 @@ def measure_latency(
     example = torch.randn((batch_size, *input_shape), device=param.device if param is not None else "cpu")
     try:
         with torch.inference_mode():
-            return time_callable(lambda: model(example), warmup=warmup, repeats=repeats)
+            return time_callable(lambda: model(example), warmup=warmup, repeats=repeats, progress=progress)
     finally:
         model.train(was_training)

@@ -18,6 +18,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from slimkit.train.progress import Progress
+
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -50,18 +52,26 @@ def calibration_batches(loader: Iterable, num_batches: int) -> list[np.ndarray]:
 
 
 class BatchReader:
-    """ORT `CalibrationDataReader` over prepared batches (ORT reads each batch once per pass)."""
+    """ORT `CalibrationDataReader` over prepared batches (ORT reads each batch once per pass).
 
-    def __init__(self, batches: list[np.ndarray], input_name: str) -> None:
-        self.batches, self.input_name = batches, input_name
+    With a `task`, each batch counts as one step once ORT asks for the next one (it has run it).
+    """
+
+    def __init__(self, batches: list[np.ndarray], input_name: str, task: Progress | None = None) -> None:
+        self.batches, self.input_name, self.task = batches, input_name, task
         self._iter: Iterator[np.ndarray] = iter(batches)
+        self._handed_out = False
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._handed_out and self.task is not None:
+            self.task.update()
         batch = next(self._iter, None)
+        self._handed_out = batch is not None
         return None if batch is None else {self.input_name: batch}
 
     def rewind(self) -> None:
         self._iter = iter(self.batches)
+        self._handed_out = False
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -80,19 +90,21 @@ def input_name(onnx_path: str | Path) -> str:
 
 def calibration_ranges(
     onnx_path: str | Path, batches: list[np.ndarray], method: str = "minmax", *,
-    op_types: tuple[str, ...] | None = None, percentile: float = 99.999, num_bins: int = 2048,
+    op_types: tuple[str, ...] | None = None, percentile: float = 99.999, num_bins: int = 2048, progress: str = "auto",
 ) -> dict[str, tuple[float, float]]:
-    """{tensor name: (rmin, rmax)} that `method` picks for the inputs/outputs of `op_types` nodes."""
+    """{tensor name: (rmin, rmax)} that `method` picks for the inputs/outputs of `op_types` nodes.
+
+    `progress` shows the calibration batches (see `slimkit.train.progress`)."""
     from onnxruntime.quantization import create_calibrator
 
     extra = {"percentile": percentile, "num_bins": num_bins}
-    reader = BatchReader(batches, input_name(onnx_path))
     with tempfile.TemporaryDirectory() as tmp:
         calibrator = create_calibrator(
             Path(onnx_path), list(op_types) if op_types else None, augmented_model_path=Path(tmp) / "augmented.onnx",
             calibrate_method=ort_calibration_method(method), extra_options=extra,
         )
-        calibrator.collect_data(reader)
+        with Progress(len(batches), "int8 calibration", mode=progress, unit="batches") as task:
+            calibrator.collect_data(BatchReader(batches, input_name(onnx_path), task))
         data = calibrator.compute_data()
     return {name: (float(np.asarray(r.range_value[0]).ravel()[0]), float(np.asarray(r.range_value[1]).ravel()[0]))
             for name, r in data.data.items()}

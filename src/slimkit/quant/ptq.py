@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from slimkit.fileio import atomic_write
 from slimkit.quant.calibration import BatchReader, calibration_batches, input_name, ort_calibration_method
+from slimkit.train.progress import Progress
 
 # Ops that only move or reshape data: never "unquantized compute".
 _LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Shape", "Gather", "Concat", "Identity",
@@ -77,8 +78,10 @@ def quantize_static_onnx(
     fp32_path: str | Path, out_path: str | Path, loader: Iterable, *, calib_batches: int = 32,
     calibration: str = "minmax", activation_dtype: str = "uint8", reduce_range: bool = True, per_channel: bool = True,
     percentile: float = 99.999, op_types: list[str] | None = None, tensor_overrides: dict[str, Any] | None = None,
+    progress: str = "auto",
 ) -> QuantizeResult:
-    """Static QDQ int8 model of `fp32_path`, calibrated on `calib_batches` batches of `loader`."""
+    """Static QDQ int8 model of `fp32_path`, calibrated on `calib_batches` batches of `loader`;
+    `progress` shows the calibration batches (see `slimkit.train.progress`)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if activation_dtype not in ("uint8", "int8"):
@@ -91,7 +94,8 @@ def quantize_static_onnx(
         extra["TensorQuantOverrides"] = tensor_overrides
     with tempfile.TemporaryDirectory() as tmp:
         pre = preprocess(fp32_path, Path(tmp) / "pre.onnx")
-        reader = BatchReader(batches, input_name(pre))
+        task = Progress(len(batches), "int8 calibration", mode=progress, unit="batches")
+        reader = BatchReader(batches, input_name(pre), task)
 
         def write(target: str) -> None:
             quantize_static(
@@ -101,7 +105,8 @@ def quantize_static_onnx(
                 calibrate_method=method, op_types_to_quantize=op_types, extra_options=extra,
             )
 
-        path = atomic_write(out_path, write)
+        with task:
+            path = atomic_write(out_path, write)
     _check(path)
     settings = dict(calibration=calibration, calib_batches=len(batches), activation_dtype=activation_dtype,
                     weight_dtype="int8", per_channel=per_channel, reduce_range=reduce_range, format="QDQ")

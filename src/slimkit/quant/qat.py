@@ -151,7 +151,7 @@ def _onnx_layer_inputs(onnx_path: Path, layer_names: Iterable[str]) -> dict[str,
 
 def export_qat(
     callback: QAT, example_input: torch.Tensor, fp32_path: str | Path, int8_path: str | Path, loader: Iterable, *,
-    calib_batches: int = 8,
+    calib_batches: int = 8, progress: str = "auto",
 ) -> QuantizeResult:
     """Write the QAT model as fp32 ONNX and as int8 QDQ ONNX with the ranges learned in training.
 
@@ -167,7 +167,7 @@ def export_qat(
                  for name, (lo, hi) in ranges.items() if name in tensors}
     result = quantize_static_onnx(
         fp32_path, int8_path, loader, calib_batches=calib_batches, calibration="minmax", tensor_overrides=overrides,
-        **callback.settings,
+        progress=progress, **callback.settings,
     )
     result.mode = "qat"
     result.settings["qat_overridden_tensors"] = len(overrides)

@@ -20,6 +20,8 @@ Conventions shared by every criterion
 * ``batches`` yields ``(inputs, targets)`` or ``(inputs, targets, indices)`` tuples; the first
   ``num_batches`` are used (all of them if the iterable is shorter, at least one is required).
   ``loss_fn(outputs, targets)`` defaults to cross-entropy and should average over the batch.
+* ``progress`` ("auto", "bar", "log", "none"; see `slimkit.train.progress`) shows the passes
+  over the batches (and OBD's Hessian-vector products) of the data-driven criteria.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvTransposeNd
 from torch.nn.utils import parametrize
+
+from slimkit.train.progress import Progress
 
 Scores = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -120,11 +124,12 @@ class _Scorer:
         return (loss_fn or F.cross_entropy)(outputs, targets), weights
 
     def mean_gradients(
-        self, data: list[tuple[Tensor, Tensor]], loss_fn: LossFn | None, temperature: float = 1.0
+        self, data: list[tuple[Tensor, Tensor]], loss_fn: LossFn | None, temperature: float = 1.0,
+        task: Progress | None = None,
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """(dL/dw averaged over the batches, the weights w)."""
+        """(dL/dw averaged over the batches, the weights w); one `task` step per batch."""
         total: list[Tensor] = []
-        for inputs, targets in data:
+        for inputs, targets in task.iterate(data) if task is not None else data:
             loss, weights = self.loss(inputs, targets, loss_fn, temperature)
             grads = _grads(loss, weights)
             total = grads if not total else [acc + grad for acc, grad in zip(total, grads)]
@@ -200,7 +205,7 @@ def random_scores(
 
 def snip(
     model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], *,
-    loss_fn: LossFn | None = None, num_batches: int = 1, **_: object,
+    loss_fn: LossFn | None = None, num_batches: int = 1, progress: str = "auto", **_: object,
 ) -> Scores:
     """SNIP connection sensitivity |g ⊙ w| (Lee et al. 2019), g = dL/dw averaged over the batches.
 
@@ -209,13 +214,14 @@ def snip(
     """
     scorer = _Scorer(model, layers)
     data = _take_batches(batches, num_batches, scorer.device)
-    grads, weights = scorer.mean_gradients(data, loss_fn)
+    with Progress(len(data), "snip scores", mode=progress, unit="batches") as task:
+        grads, weights = scorer.mean_gradients(data, loss_fn, task=task)
     return scorer.scores((g * w).abs() for g, w in zip(grads, weights))
 
 
 def taylor(
     model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], *,
-    loss_fn: LossFn | None = None, num_batches: int = 1, **_: object,
+    loss_fn: LossFn | None = None, num_batches: int = 1, progress: str = "auto", **_: object,
 ) -> Scores:
     """First-order Taylor importance of a trained model (Molchanov et al. 2019): mean over batches of |g_b ⊙ w|.
 
@@ -228,16 +234,18 @@ def taylor(
     scorer = _Scorer(model, layers)
     data = _take_batches(batches, num_batches, scorer.device)
     total: list[Tensor] = []
-    for inputs, targets in data:
-        loss, weights = scorer.loss(inputs, targets, loss_fn)
-        terms = [(g * w).abs() for g, w in zip(_grads(loss, weights), _detached(weights))]
-        total = terms if not total else [acc + term for acc, term in zip(total, terms)]
+    with Progress(len(data), "taylor scores", mode=progress, unit="batches") as task:
+        for inputs, targets in task.iterate(data):
+            loss, weights = scorer.loss(inputs, targets, loss_fn)
+            terms = [(g * w).abs() for g, w in zip(_grads(loss, weights), _detached(weights))]
+            total = terms if not total else [acc + term for acc, term in zip(total, terms)]
     return scorer.scores(acc / len(data) for acc in total)
 
 
 def grasp(
     model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], *,
-    loss_fn: LossFn | None = None, num_batches: int = 1, temperature: float = 200.0, **_: object,
+    loss_fn: LossFn | None = None, num_batches: int = 1, temperature: float = 200.0, progress: str = "auto",
+    **_: object,
 ) -> Scores:
     """GraSP (Wang et al. 2020), returned as θ ⊙ Hg so that higher = keep.
 
@@ -253,14 +261,15 @@ def grasp(
         raise ValueError(f"temperature must be positive, got {temperature}")
     scorer = _Scorer(model, layers)
     data = _take_batches(batches, num_batches, scorer.device)
-    grad, theta = scorer.mean_gradients(data, loss_fn, temperature)
-    grad = _detached(grad)
-    hg = [torch.zeros_like(w) for w in theta]
-    for inputs, targets in data:
-        loss, weights = scorer.loss(inputs, targets, loss_fn, temperature)
-        first = _grads(loss, weights, create_graph=True)
-        for acc, value in zip(hg, _hessian_vector_product(first, weights, grad)):
-            acc += value / len(data)
+    with Progress(2 * len(data), "grasp scores", mode=progress, unit="passes") as task:  # gradient, then Hg
+        grad, theta = scorer.mean_gradients(data, loss_fn, temperature, task=task)
+        grad = _detached(grad)
+        hg = [torch.zeros_like(w) for w in theta]
+        for inputs, targets in task.iterate(data):
+            loss, weights = scorer.loss(inputs, targets, loss_fn, temperature)
+            first = _grads(loss, weights, create_graph=True)
+            for acc, value in zip(hg, _hessian_vector_product(first, weights, grad)):
+                acc += value / len(data)
     return scorer.scores(w * v for w, v in zip(theta, hg))
 
 
@@ -301,7 +310,7 @@ def synflow(model: nn.Module, layers: dict[str, nn.Module], input_shape: tuple[i
 
 def _hutchinson_diagonal(
     scorer: _Scorer, data: list[tuple[Tensor, Tensor]], loss_fn: LossFn | None, samples: int,
-    generator: torch.Generator | None,
+    generator: torch.Generator | None, task: Progress,
 ) -> list[Tensor]:
     """diag(H) ≈ mean of z ⊙ Hz over Rademacher z (Hutchinson 1989; Bekas et al. 2007), `samples` per batch."""
     total: list[Tensor] = []
@@ -313,6 +322,7 @@ def _hutchinson_diagonal(
             z = [_rademacher(w, generator) for w in total]
             for acc, zi, hz in zip(total, z, _hessian_vector_product(first, weights, z)):
                 acc += zi * hz
+            task.update()
     return [acc / (len(data) * samples) for acc in total]
 
 
@@ -322,7 +332,9 @@ def _rademacher(like: Tensor, generator: torch.Generator | None) -> Tensor:
     return (2 * signs - 1).to(device=like.device, dtype=like.dtype)
 
 
-def _fisher_diagonal(scorer: _Scorer, data: list[tuple[Tensor, Tensor]], loss_fn: LossFn | None) -> list[Tensor]:
+def _fisher_diagonal(
+    scorer: _Scorer, data: list[tuple[Tensor, Tensor]], loss_fn: LossFn | None, task: Progress
+) -> list[Tensor]:
     """Empirical Fisher diagonal: mean over examples of the squared per-example gradient.
 
     Per-example gradients come from one forward/backward per example (a batch of one), which
@@ -336,6 +348,7 @@ def _fisher_diagonal(scorer: _Scorer, data: list[tuple[Tensor, Tensor]], loss_fn
             squares = [grad.square() for grad in _grads(loss, weights)]
             total = squares if not total else [acc + square for acc, square in zip(total, squares)]
             count += 1
+            task.update()
     if count == 0:
         raise ValueError("the calibration batches hold no examples")
     return [acc / count for acc in total]
@@ -344,7 +357,7 @@ def _fisher_diagonal(scorer: _Scorer, data: list[tuple[Tensor, Tensor]], loss_fn
 def obd(
     model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], *,
     loss_fn: LossFn | None = None, num_batches: int = 1, estimator: str = "hutchinson", samples: int = 8,
-    generator: torch.Generator | None = None, **_: object,
+    generator: torch.Generator | None = None, progress: str = "auto", **_: object,
 ) -> Scores:
     """Optimal Brain Damage saliency ½ h_ii w² (LeCun et al. 1990).
 
@@ -366,9 +379,12 @@ def obd(
     scorer = _Scorer(model, layers)
     data = _take_batches(batches, num_batches, scorer.device)
     if estimator == "hutchinson":
-        diagonal = _hutchinson_diagonal(scorer, data, loss_fn, samples, generator)
+        with Progress(len(data) * samples, "obd hessian", mode=progress, unit="hvps") as task:
+            diagonal = _hutchinson_diagonal(scorer, data, loss_fn, samples, generator, task)
     else:
-        diagonal = _fisher_diagonal(scorer, data, loss_fn)
+        examples = sum(inputs.shape[0] for inputs, _ in data)
+        with Progress(examples, "obd fisher", mode=progress, unit="examples") as task:
+            diagonal = _fisher_diagonal(scorer, data, loss_fn, task)
     with torch.no_grad():
         weights = [layer.weight for layer in scorer.layers.values()]
     return scorer.scores(0.5 * h.clamp(min=0) * w.square() for h, w in zip(diagonal, weights))

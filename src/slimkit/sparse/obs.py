@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from slimkit.train.progress import Progress, progress as show_progress
+
 _HINV_BUDGET = 1 << 24  # float64 elements of row-wise inverse Hessians held at once (128 MiB)
 
 
@@ -62,7 +64,7 @@ def _calibration_inputs(
         yield batch[0].to(device)
 
 
-def _run_in_eval_mode(model: nn.Module, inputs: Iterator[Tensor]) -> int:
+def _run_in_eval_mode(model: nn.Module, inputs: Iterator[Tensor], task: Progress | None = None) -> int:
     """Forward every input without gradients in eval mode, restoring each module's own mode after."""
     modes = {module: module.training for module in model.modules()}
     model.eval()
@@ -72,6 +74,8 @@ def _run_in_eval_mode(model: nn.Module, inputs: Iterator[Tensor]) -> int:
             for x in inputs:
                 model(x)
                 count += 1
+                if task is not None:
+                    task.update()
     finally:
         for module, training in modes.items():
             module.training = training
@@ -79,12 +83,14 @@ def _run_in_eval_mode(model: nn.Module, inputs: Iterator[Tensor]) -> int:
 
 
 def collect_input_hessians(
-    model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], *, num_batches: int
+    model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], *, num_batches: int,
+    progress: str = "auto",
 ) -> dict[str, Tensor]:
     """H = 2/N Σ x xᵀ (float64) of each layer's inputs over `num_batches` calibration batches.
 
     The inputs are captured with forward hooks; for Conv2d they are the unfolded patches (same
     padding, stride and dilation as the layer), ordered like ``weight.reshape(out, -1)``.
+    `progress` is the display mode of the calibration pass (see `slimkit.train.progress`).
     """
     for name, layer in layers.items():
         _check_supported(name, layer)
@@ -103,7 +109,10 @@ def collect_input_hessians(
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        if _run_in_eval_mode(model, _calibration_inputs(batches, num_batches, device)) == 0:
+        total = min(num_batches, len(batches)) if hasattr(batches, "__len__") else num_batches
+        with Progress(total, "obs calibration", mode=progress, unit="batches") as task:
+            count = _run_in_eval_mode(model, _calibration_inputs(batches, num_batches, device), task)
+        if count == 0:
             raise ValueError("batches is empty: OBS needs calibration data")
     finally:
         for handle in handles:
@@ -227,7 +236,7 @@ def _write_weight(layer: nn.Module, value: Tensor) -> None:
 
 def obs_prune(
     model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[Sequence[Tensor]], densities: dict[str, float],
-    *, num_batches: int = 8, damp: float = 0.01,
+    *, num_batches: int = 8, damp: float = 0.01, progress: str = "auto",
 ) -> dict[str, Tensor]:
     """Prune every layer in place with row-wise OBS to its density; returns the bool keep-masks.
 
@@ -236,13 +245,14 @@ def obs_prune(
     ``parametrizations.weight.original`` for a parametrized weight: they are computed from the
     effective weight and assume an elementwise-mask parametrization, whose mask the caller should
     then replace by the returned one (the old mask still applies on top until then).
+    `progress` displays the calibration pass and the layer-by-layer solves (see `slimkit.train.progress`).
     """
     if set(densities) != set(layers):
         missing, unknown = sorted(set(layers) - set(densities)), sorted(set(densities) - set(layers))
         raise ValueError(f"densities must name exactly the layers; missing {missing}, unknown {unknown}")
-    hessians = collect_input_hessians(model, layers, batches, num_batches=num_batches)
+    hessians = collect_input_hessians(model, layers, batches, num_batches=num_batches, progress=progress)
     masks = {}
-    for name, layer in layers.items():
+    for name, layer in show_progress(layers.items(), desc="obs layers", mode=progress, unit="layers"):
         weight = layer.weight.detach()
         new, mask = obs_prune_weight(weight.reshape(weight.shape[0], -1), hessians[name], densities[name], damp=damp)
         _write_weight(layer, new.reshape(weight.shape))

@@ -120,7 +120,10 @@ class Trainer:
         seen = 0
         start = time.perf_counter()
         for batch_index, batch in enumerate(
-            progress(loader, total=num_batches, desc=f"epoch {epoch + 1}/{self.config.epochs}", mode=self.config.progress)
+            progress(  # log mode: the epoch's summary line is its log
+                loader, total=num_batches, desc=f"epoch {epoch + 1}/{self.config.epochs}", mode=self.config.progress,
+                unit="batches", log_lines=0,
+            )
         ):
             inputs, targets, indices = _unpack(batch)
             inputs, targets = inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
@@ -162,7 +165,8 @@ class Trainer:
         self.model.eval()
         loss_sum, correct, seen = 0.0, 0, 0
         loss_fn = nn.CrossEntropyLoss(reduction="sum")
-        for batch in loader:
+        # A bar only: in log mode the result is part of the epoch's summary line.
+        for batch in progress(loader, desc="evaluate", mode=self.config.progress, unit="batches", log_lines=0):
             inputs, targets, _ = _unpack(batch)
             inputs, targets = inputs.to(self.device), targets.to(self.device)
             outputs = self.model(inputs)
