@@ -1,14 +1,19 @@
 """The compressed product and its gradients.
 
-out = W @ dense, with W a (rows x cols) CSR matrix held as `values` + int32 indices:
+out = W @ dense, with W a (rows x cols) CSR matrix held as `values` + int32 indices and dense a
+(cols x N) matrix: activations laid out features x batch, which is the layout the kernels read
+fastest (each stored weight scales one contiguous row of `dense`). Products go through
+`slimkit.compressed.kernels`: native C++ kernels on CPU, torch.sparse otherwise.
 
-- forward: CSR x dense (torch.sparse.mm);
-- input gradient: W^T @ grad, with W^T's CSR structure kept beside W's (the values gathered
+- forward: CSR x dense (spmm);
+- input gradient: W^T @ grad, an spmm on W^T's CSR structure kept beside W's (the values gathered
   through a permutation), because CSR x dense is several times faster than CSC x dense or
-  dense x CSR on CPU (4-5x in a one-off micro-benchmark of a 4096^2 layer at 90% sparsity);
-- value gradient: (grad @ dense^T) sampled at W's nonzeros only (SDDMM, torch.sparse.sampled_addmm).
+  dense x CSR on CPU;
+- value gradient: (grad @ dense^T) sampled at W's nonzeros only (SDDMM).
 
-None of the three creates a tensor of the dense weight's size.
+`dense` and `grad_out` are made contiguous in that (features x batch) layout (a no-op when a
+compressed layer hands its output to the next one). None of the three creates a tensor of the
+dense weight's size.
 """
 
 from __future__ import annotations
@@ -16,29 +21,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+from slimkit.compressed import kernels
 
 
 class CSRMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values, dense, crow, col, t_crow, t_col, t_perm, shape):  # type: ignore[override]
+        dense = dense.contiguous()
         ctx.save_for_backward(values, dense, crow, col, t_crow, t_col, t_perm)
         ctx.shape = shape
-        return torch.sparse.mm(_csr(crow, col, values, shape), dense)
+        return kernels.spmm(crow, col, values, dense, shape)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         values, dense, crow, col, t_crow, t_col, t_perm = ctx.saved_tensors
         rows, cols = ctx.shape
+        grad_out = grad_out.contiguous()
         grad_values = grad_dense = None
         if ctx.needs_input_grad[0]:
-            pattern = _csr(crow, col, values, (rows, cols))
-            grad_values = torch.sparse.sampled_addmm(pattern, grad_out, dense.transpose(0, 1), beta=0.0).values()
+            grad_values = kernels.sddmm(crow, col, grad_out, dense, (rows, cols))
         if ctx.needs_input_grad[1]:
-            transposed = _csr(t_crow, t_col, values.index_select(0, t_perm), (cols, rows))
-            grad_dense = torch.sparse.mm(transposed, grad_out)
+            grad_dense = kernels.spmm(t_crow, t_col, values.index_select(0, t_perm), grad_out, (cols, rows))
         return grad_values, grad_dense, None, None, None, None, None, None
 
 

@@ -150,7 +150,10 @@ class CompressedLinear(CompressedLayer):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected inputs with {self.in_features} features, got shape {tuple(x.shape)}")
         flat = x.reshape(-1, self.in_features)
-        out = self.matmul(flat.transpose(0, 1)).transpose(0, 1)
+        # The product works on (features x batch) activations and returns its (out x batch)
+        # result as a transposed view: elementwise ops (bias, ReLU) keep those strides, so the
+        # next compressed layer's `.contiguous()` is free, and so are the gradients' in backward.
+        out = self.matmul(flat.transpose(0, 1).contiguous()).transpose(0, 1)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features)
