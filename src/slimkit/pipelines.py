@@ -77,6 +77,7 @@ def quantize_run(
     (params_total, params_nonzero), flops = count_params(network), count_flops(network, info.input_shape)
     metrics: dict[str, Any] = {
         "source": str(source), "model": sidecar["model"], "dataset": config.data, "mode": mode,
+        "method": f"int8-{mode}", "scheme": "none",  # what reports and tables group by
         "quantization": result.settings, "fp32_ops": result.fp32_ops,
         **compare(fp32_path, int8_path, loaders.test, info.input_shape, repeats=latency_repeats,
                   progress=config.progress),
