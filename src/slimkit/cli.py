@@ -385,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # slimkit's own lines at INFO; other libraries (e.g. the ONNX exporter's pass manager) only
+    # warn, unless --verbose asks for everything.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
     except KeyboardInterrupt:
