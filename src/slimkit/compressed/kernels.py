@@ -25,6 +25,7 @@ is built or loaded (`structure.check_structure`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -69,15 +70,12 @@ def _cpu_identity() -> str:
     """What -march=native compiles for: a build cached on a shared home folder must not be
     loaded by a machine with another CPU (it could hit an unsupported instruction)."""
     identity = [platform.machine(), platform.processor()]
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                if line.startswith(("model name", "flags", "Features", "CPU part")):
-                    identity.append(line.strip())
-                if line.strip() == "":  # the first processor is enough
-                    break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+        for line in info:  # no /proc/cpuinfo (not Linux): machine and processor names only
+            if line.startswith(("model name", "flags", "Features", "CPU part")):
+                identity.append(line.strip())
+            if line.strip() == "":  # the first processor is enough
+                break
     return "\n".join(identity)
 
 
