@@ -42,3 +42,10 @@ def test_compressed_storage_on_cuda(tmp_path):
     metrics = _train(tmp_path, "--model", "mlp", "--model-options", "{hidden: [256, 256]}", "--method", "mest-ems",
                      "--sparsity", "0.9", "--storage", "compressed")
     assert metrics["compressed_layers"]
+
+
+def test_channel_layers_on_cuda(tmp_path):
+    metrics = _train(tmp_path, "--model", "resnet20", "--method", "mest-ems", "--sparsity", "0.75", "--scheme", "channel",
+                     "--storage", "compressed")
+    assert metrics["compressed_layers"]
+    assert metrics["sparsity_pruned_layers"] == pytest.approx(0.75, abs=0.02)

@@ -1,7 +1,8 @@
 """Switch layers between masked-dense and compressed storage, with identical outputs.
 
 `compress` replaces masked (or plain) Linear / Conv2d layers by compressed ones holding the same
-kept weights; `decompress` goes back (masked again by default, so training can go on in masked
+kept weights, in one of the layouts: "csr" (any mask) or "channel0" / "channel1" (whole output /
+input channels: a physically smaller dense layer); `decompress` goes back (masked again by default, so training can go on in masked
 storage). Given the optimizer, both move its per-weight state (momentum, Adam moments) along,
 so the switch can happen mid-training.
 """
@@ -14,10 +15,24 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from slimkit.compressed.channels import ChannelConv2d, ChannelLinear
 from slimkit.compressed.layers import CompressedConv2d, CompressedLayer, CompressedLinear
 from slimkit.sparse.masking import apply_masks, is_masked, original_weight
 
 log = logging.getLogger("slimkit")
+
+LAYOUTS = ("csr", "channel0", "channel1")
+
+
+def _build(module: nn.Module, weight: torch.Tensor, mask: torch.Tensor, layout: str) -> CompressedLayer:
+    """The compressed form of a Linear / Conv2d `module` keeping `weight` at `mask`."""
+    linear = isinstance(module, nn.Linear)
+    if layout == "csr":
+        return (CompressedLinear.from_linear if linear else CompressedConv2d.from_conv)(module, weight, mask)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown compressed layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    dim = int(layout[-1])
+    return (ChannelLinear.from_linear if linear else ChannelConv2d.from_conv)(module, weight, mask, dim)
 
 
 def can_compress(module: nn.Module) -> bool:
@@ -49,12 +64,15 @@ def swap_parameter(optimizer: torch.optim.Optimizer | None, old: torch.Tensor, n
 
 @torch.no_grad()
 def compress(
-    model: nn.Module, layers: Iterable[str] | None = None, optimizer: torch.optim.Optimizer | None = None
+    model: nn.Module, layers: Iterable[str] | None = None, optimizer: torch.optim.Optimizer | None = None,
+    *, layout: str = "csr",
 ) -> dict[str, CompressedLayer]:
-    """Compress the named layers (default: every masked layer that can be); returns the new modules.
+    """Compress the named layers (default: every masked layer that can be) into `layout`; returns
+    the new modules.
 
     A masked layer keeps exactly its mask's positions, zeros included (a weight regrown at zero is
-    still part of the network); a plain layer keeps its nonzero weights.
+    still part of the network); a plain layer keeps its nonzero weights. The channel layouts need
+    masks of whole channels.
     """
     modules = dict(model.named_modules())
     if layers is None:
@@ -64,35 +82,31 @@ def compress(
             log.info(f"kept in masked storage (no compressed form): {', '.join(skipped)}")
     else:
         names = list(layers)
-    for name in names:  # check everything first: nothing half-converted
+    built = {}
+    for name in names:  # build everything first: a bad layer leaves the model untouched
         if name not in modules:
             raise ValueError(f"unknown layer '{name}'")
-        if not can_compress(modules[name]):
+        module = modules[name]
+        if not can_compress(module):
             raise ValueError(
-                f"layer '{name}' ({type(modules[name]).__name__}) has no compressed form: "
+                f"layer '{name}' ({type(module).__name__}) has no compressed form: "
                 "Linear and Conv2d with groups=1 are supported"
             )
-        mask = modules[name].parametrizations.weight[0].mask if is_masked(modules[name]) else modules[name].weight != 0
+        mask = module.parametrizations.weight[0].mask.clone() if is_masked(module) else module.weight != 0
         if not bool(mask.any()):
             raise ValueError(f"layer '{name}' has no kept weight: a compressed layer needs at least one")
-    result = {}
-    for name in names:
+        try:
+            built[name] = _build(module, module.weight.detach(), mask, layout)
+        except ValueError as exc:
+            raise ValueError(f"layer '{name}': {exc}") from None
+        built[name].train(module.training)
+    for name, new in built.items():
         module = modules[name]
-        if is_masked(module):
-            mask = module.parametrizations.weight[0].mask.clone()
-            old = original_weight(module)
-        else:
-            mask, old = module.weight != 0, module.weight
-        weight = module.weight.detach()
-        new = (CompressedLinear.from_linear if isinstance(module, nn.Linear) else CompressedConv2d.from_conv)(
-            module, weight, mask
-        )
-        new.train(module.training)
+        old = original_weight(module) if is_masked(module) else module.weight
         positions = new.linear_indices()
         swap_parameter(optimizer, old, new.values, lambda state: state.flatten()[positions].clone())
         _set_module(model, name, new)
-        result[name] = new
-    return result
+    return built
 
 
 @torch.no_grad()
@@ -110,7 +124,7 @@ def decompress(
     result = {}
     for name in names:
         layer = found[name]
-        if isinstance(layer, CompressedLinear):
+        if isinstance(layer, (CompressedLinear, ChannelLinear)):
             dense = nn.Linear(layer.in_features, layer.out_features, bias=False)
         else:
             dense = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
@@ -135,15 +149,26 @@ def decompress(
     return result
 
 
-def prepare_for_loading(model: nn.Module, layers: Iterable[str]) -> None:
-    """Make the named layers compressed (one kept weight as a placeholder) so that a compressed
-    state dict can be loaded into a freshly built model: loading resizes and checks each layer."""
+def layouts_of(model: nn.Module) -> dict[str, str]:
+    """{layer name: layout} of the model's compressed layers (what a model file records)."""
+    return {name: layer.layout for name, layer in sorted(compressed_layers(model).items())}
+
+
+def prepare_for_loading(model: nn.Module, layers: Iterable[str] | dict[str, str]) -> None:
+    """Make the named layers compressed (one kept weight or channel as a placeholder) so that a
+    compressed state dict can be loaded into a freshly built model: loading resizes and checks
+    each layer. `layers` maps names to layouts; a plain list means CSR (older model files)."""
+    layouts = dict(layers) if isinstance(layers, dict) else {name: "csr" for name in layers}
     modules = dict(model.named_modules())
-    for name in layers:
+    for name, layout in layouts.items():
         module = modules.get(name)
         if module is None or not can_compress(module):
             raise ValueError(f"cannot hold compressed layer '{name}': the model has no Linear/Conv2d of that name")
         mask = torch.zeros_like(module.weight, dtype=torch.bool)
-        mask.view(-1)[0] = True
-        maker = CompressedLinear.from_linear if isinstance(module, nn.Linear) else CompressedConv2d.from_conv
-        _set_module(model, name, maker(module, module.weight.detach(), mask))
+        if layout == "csr":
+            mask.view(-1)[0] = True
+        elif layout in LAYOUTS:
+            mask.select(int(layout[-1]), 0).fill_(True)
+        else:
+            raise ValueError(f"layer '{name}': unknown compressed layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        _set_module(model, name, _build(module, module.weight.detach(), mask, layout))

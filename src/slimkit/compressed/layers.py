@@ -1,6 +1,7 @@
 """Linear and Conv2d layers that hold only their nonzero weights.
 
-Each layer keeps its weight as a (rows x cols) CSR matrix: the `values` Parameter (1-D, one entry
+`CompressedLayer` is what every layout shares (see `channels.py` for whole-channel layers).
+The CSR layers keep their weight as a (rows x cols) CSR matrix: the `values` Parameter (1-D, one entry
 per kept weight, so gradients and optimizer state are that size too) and int32 `crow_indices` /
 `col_indices` buffers. The transposed structure needed by the backward pass is derived from them
 and not saved, so a file holds values + indices only and its size follows the number of nonzeros.
@@ -19,56 +20,72 @@ from slimkit.compressed.structure import check_structure, from_linear, to_linear
 
 
 class CompressedLayer(nn.Module):
-    """Shared storage and bookkeeping; subclasses define how inputs become the dense operand."""
+    """What every compressed layer shares: the full weight's shape, the kept weights as one 1-D
+    `values` Parameter (in the order of their positions in the flattened weight, so gradients and
+    optimizer state are that size too) and the bias.
 
-    def __init__(self, weight_shape: tuple[int, ...], crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None):
+    Subclasses say how kept weights are laid out and multiplied, and what a *unit* is: the
+    smallest group of weights that mutation keeps, drops or grows together (one weight for CSR
+    layers, one channel for channel layers). Prune-and-grow works on units, so it never builds a
+    tensor of the dense weight's size.
+    """
+
+    #: the storage layout, recorded in model files so loading rebuilds the same layer kind
+    layout: str = ""
+
+    def __init__(self, weight_shape: tuple[int, ...], values: Tensor, bias: Tensor | None) -> None:
         super().__init__()
         self.weight_shape = tuple(int(s) for s in weight_shape)
         self.matrix_shape = (self.weight_shape[0], math.prod(self.weight_shape[1:]))
-        check_structure(crow, col, self.matrix_shape, values.numel())
         self.values = nn.Parameter(values.detach().clone())
-        self.register_buffer("crow_indices", crow.clone())
-        self.register_buffer("col_indices", col.clone())
-        for name in ("t_crow", "t_col", "t_perm"):  # derived: not saved
-            self.register_buffer(name, torch.empty(0, dtype=torch.int32), persistent=False)
         if isinstance(bias, nn.Parameter):
             self.bias = bias  # the same Parameter: an optimizer holding it stays valid
         else:
             self.register_parameter("bias", None if bias is None else nn.Parameter(bias.detach().clone()))
-        self._refresh_transpose()
 
-    # ---- structure ------------------------------------------------------------------------
-    def _refresh_transpose(self) -> None:
-        t = transpose(self.crow_indices, self.col_indices, self.matrix_shape)
-        self.t_crow, self.t_col, self.t_perm = t.crow, t.col, t.perm
-
-    @torch.no_grad()
-    def set_structure(self, crow: Tensor, col: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
-        """Replace the kept positions and their values.
-
-        With `keep_parameter` the `values` Parameter keeps its identity (its data is swapped), which
-        is right when no autograd graph is alive (loading). During training a graph from the last
-        step may still hold the parameter's gradient accumulator with the old size, so a resize
-        then gets a new Parameter (`keep_parameter=False`) and the caller moves the optimizer to it.
-        """
-        check_structure(crow, col, self.matrix_shape, values.numel())
-        device = self.values.device
-        self.crow_indices, self.col_indices = crow.to(device), col.to(device)
-        values = values.to(device, self.values.dtype).contiguous()
+    def _replace_values(self, values: Tensor, keep_parameter: bool) -> None:
+        """Swap in new kept values. With `keep_parameter` the Parameter keeps its identity (its
+        data is swapped), which is right when no autograd graph is alive (loading). During training
+        a graph from the last step may still hold the parameter's gradient accumulator with the old
+        size, so a resize then gets a new Parameter and the caller moves the optimizer to it."""
+        values = values.to(self.values.device, self.values.dtype).contiguous()
         if keep_parameter or values.shape == self.values.shape:
             self.values.data = values
         else:
             self.values = nn.Parameter(values, requires_grad=self.values.requires_grad)
-        self._refresh_transpose()
 
-    def set_linear(self, linear: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
-        """Kept positions as sorted linear indices (row * cols + col)."""
-        crow, col = from_linear(linear, self.matrix_shape)
-        self.set_structure(crow, col, values, keep_parameter=keep_parameter)
-
+    # ---- what a layout defines ------------------------------------------------------------
     def linear_indices(self) -> Tensor:
-        return to_linear(self.crow_indices, self.col_indices, self.matrix_shape[1])
+        """Sorted int64 positions of the kept weights in the flattened weight (conversion only)."""
+        raise NotImplementedError
 
+    def units(self) -> Tensor:
+        """Sorted int64 ids of the kept units."""
+        raise NotImplementedError
+
+    @property
+    def unit_count(self) -> int:
+        """Number of units in the full weight."""
+        raise NotImplementedError
+
+    def kept_units(self, density: float) -> int:
+        """Units kept at `density`: the same rounding as the layout's sparsity scheme."""
+        raise NotImplementedError
+
+    def unit_importance(self, grad_weight: float) -> Tensor:
+        """MEST's |w| + λ|g| per kept unit (the kept weights' gradients are all a layer has)."""
+        raise NotImplementedError
+
+    def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
+        """A values-shaped `tensor` for the units `survivors` (slots into units()) followed by
+        `grown` new zero units, in the order `order`: how values and optimizer state follow a mutation."""
+        raise NotImplementedError
+
+    def set_units(self, units: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
+        """Keep exactly the sorted `units`, with `values` in position order."""
+        raise NotImplementedError
+
+    # ---- shared ---------------------------------------------------------------------------
     @property
     def nnz(self) -> int:
         return self.values.numel()
@@ -84,17 +101,109 @@ class CompressedLayer(nn.Module):
     def count_nonzero(self) -> int:
         return int((self.values != 0).sum())
 
+    def value_importance(self, grad_weight: float) -> Tensor:
+        """|w| + λ|g| per kept weight."""
+        importance = self.values.detach().abs()
+        if grad_weight and self.values.grad is not None:
+            importance = importance + grad_weight * self.values.grad.detach().abs()
+        return importance
+
     def dense_weight(self) -> Tensor:
         """The full weight as a dense tensor: for conversion and export only, never in training."""
-        matrix = torch.sparse_csr_tensor(
-            self.crow_indices, self.col_indices, self.values.detach(), self.matrix_shape, check_invariants=False
-        )
-        return matrix.to_dense().view(self.weight_shape)
+        full = self.values.detach().new_zeros(self.weight_numel)
+        full[self.linear_indices()] = self.values.detach()
+        return full.view(self.weight_shape)
 
     def dense_mask(self) -> Tensor:
         mask = torch.zeros(self.weight_numel, dtype=torch.bool, device=self.values.device)
         mask[self.linear_indices()] = True
         return mask.view(self.weight_shape)
+
+    #: state-dict keys holding the structure beside `values`, and how to apply them
+    structure_keys: tuple[str, ...] = ()
+
+    def _set_from_state(self, values: Tensor, structure: list[Tensor]) -> None:
+        raise NotImplementedError
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        """Take the stored structure's size (it changes during sparse training) after checking it."""
+        keys = [prefix + key for key in ("values", *self.structure_keys)]
+        if all(key in state_dict for key in keys):
+            values, *structure = (state_dict[key] for key in keys)
+            try:
+                if values.dim() != 1:
+                    raise ValueError(f"values must be 1-D, got shape {tuple(values.shape)}")
+                self._set_from_state(values.detach(), structure)
+            except ValueError as exc:
+                error_msgs.append(f"compressed layer '{prefix.rstrip('.')}': {exc}")
+                return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    def extra_repr(self) -> str:
+        return (f"weight_shape={self.weight_shape}, layout={self.layout}, nnz={self.nnz}, "
+                f"density={self.density:.4f}, bias={self.bias is not None}")
+
+
+class CsrLayer(CompressedLayer):
+    """Kept weights as a (rows x cols) CSR matrix: int32 `crow_indices` / `col_indices` buffers
+    beside the values. A unit is one weight. Subclasses define how inputs become the dense operand."""
+
+    layout = "csr"
+    structure_keys = ("crow_indices", "col_indices")
+
+    def __init__(self, weight_shape: tuple[int, ...], crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None):
+        super().__init__(weight_shape, values, bias)
+        check_structure(crow, col, self.matrix_shape, values.numel())
+        self.register_buffer("crow_indices", crow.clone())
+        self.register_buffer("col_indices", col.clone())
+        for name in ("t_crow", "t_col", "t_perm"):  # derived: not saved
+            self.register_buffer(name, torch.empty(0, dtype=torch.int32), persistent=False)
+        self._refresh_transpose()
+
+    # ---- structure ------------------------------------------------------------------------
+    def _refresh_transpose(self) -> None:
+        t = transpose(self.crow_indices, self.col_indices, self.matrix_shape)
+        self.t_crow, self.t_col, self.t_perm = t.crow, t.col, t.perm
+
+    @torch.no_grad()
+    def set_structure(self, crow: Tensor, col: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
+        """Replace the kept positions and their values (see `_replace_values` for `keep_parameter`)."""
+        check_structure(crow, col, self.matrix_shape, values.numel())
+        device = self.values.device
+        self.crow_indices, self.col_indices = crow.to(device), col.to(device)
+        self._replace_values(values, keep_parameter)
+        self._refresh_transpose()
+
+    def set_linear(self, linear: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
+        """Kept positions as sorted linear indices (row * cols + col)."""
+        crow, col = from_linear(linear, self.matrix_shape)
+        self.set_structure(crow, col, values, keep_parameter=keep_parameter)
+
+    def _set_from_state(self, values: Tensor, structure: list[Tensor]) -> None:
+        self.set_structure(*structure, values)
+
+    def linear_indices(self) -> Tensor:
+        return to_linear(self.crow_indices, self.col_indices, self.matrix_shape[1])
+
+    # ---- units: single weights ------------------------------------------------------------
+    def units(self) -> Tensor:
+        return self.linear_indices()
+
+    @property
+    def unit_count(self) -> int:
+        return self.weight_numel
+
+    def kept_units(self, density: float) -> int:
+        return min(max(round(density * self.weight_numel), 1), self.weight_numel)
+
+    def unit_importance(self, grad_weight: float) -> Tensor:
+        return self.value_importance(grad_weight)
+
+    def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
+        return torch.cat([tensor[survivors], tensor.new_zeros(grown)])[order]
+
+    def set_units(self, units: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
+        self.set_linear(units, values, keep_parameter=keep_parameter)
 
     def matmul(self, dense: Tensor) -> Tensor:
         """(weight as rows x cols) @ dense (cols x N)."""
@@ -102,21 +211,6 @@ class CompressedLayer(nn.Module):
             self.values, dense, self.crow_indices, self.col_indices, self.t_crow, self.t_col, self.t_perm,
             self.matrix_shape,
         )
-
-    # ---- loading --------------------------------------------------------------------------
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        """Take the stored structure's size (it changes during sparse training) after checking it."""
-        keys = [prefix + key for key in ("values", "crow_indices", "col_indices")]
-        if all(key in state_dict for key in keys):
-            values, crow, col = (state_dict[key] for key in keys)
-            try:
-                if values.dim() != 1:
-                    raise ValueError(f"values must be 1-D, got shape {tuple(values.shape)}")
-                self.set_structure(crow, col, values.detach())
-            except ValueError as exc:
-                error_msgs.append(f"compressed layer '{prefix.rstrip('.')}': {exc}")
-                return
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     # ---- construction ---------------------------------------------------------------------
     @staticmethod
@@ -129,11 +223,8 @@ class CompressedLayer(nn.Module):
         crow, col = from_linear(linear, (rows, mask[0].numel()))
         return crow, col, weight.detach().flatten()[linear]
 
-    def extra_repr(self) -> str:
-        return f"weight_shape={self.weight_shape}, nnz={self.nnz}, density={self.density:.4f}, bias={self.bias is not None}"
 
-
-class CompressedLinear(CompressedLayer):
+class CompressedLinear(CsrLayer):
     """y = x W^T + b with W held compressed."""
 
     def __init__(self, in_features: int, out_features: int, crow: Tensor, col: Tensor, values: Tensor,
@@ -159,7 +250,7 @@ class CompressedLinear(CompressedLayer):
         return out.reshape(*x.shape[:-1], self.out_features)
 
 
-class CompressedConv2d(CompressedLayer):
+class CompressedConv2d(CsrLayer):
     """2-D convolution as im2col (F.unfold) + the compressed product. Groups must be 1.
 
     The unfolded input is kernel-size times larger than the input, which is what a dense im2col
@@ -195,10 +286,7 @@ class CompressedConv2d(CompressedLayer):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected (N, {self.in_channels}, H, W) inputs, got shape {tuple(x.shape)}")
         batch, _, height, width = x.shape
-        out_h, out_w = (
-            (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, p, d, k, s in zip((height, width), self.padding, self.dilation, self.kernel_size, self.stride)
-        )
+        out_h, out_w = conv_output_size(self, height, width)
         columns = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
         dense = columns.transpose(0, 1).reshape(self.matrix_shape[1], batch * out_h * out_w)
         out = self.matmul(dense).view(self.out_channels, batch, out_h * out_w).transpose(0, 1)
@@ -208,4 +296,16 @@ class CompressedConv2d(CompressedLayer):
         return out
 
     def extra_repr(self) -> str:
-        return f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, " + super().extra_repr()
+        return conv_repr(self) + super().extra_repr()
+
+
+def conv_repr(layer: nn.Module) -> str:
+    return f"stride={layer.stride}, padding={layer.padding}, dilation={layer.dilation}, "
+
+
+def conv_output_size(layer: nn.Module, height: int, width: int) -> tuple[int, int]:
+    """(out_h, out_w) of a Conv2d-like layer with numeric padding."""
+    return tuple(
+        (size + 2 * p - d * (k - 1) - 1) // s + 1
+        for size, p, d, k, s in zip((height, width), layer.padding, layer.dilation, layer.kernel_size, layer.stride)
+    )

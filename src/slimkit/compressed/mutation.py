@@ -1,10 +1,11 @@
-"""Prune-and-grow on kept positions, never on dense-shaped tensors.
+"""Prune-and-grow on kept units, never on dense-shaped tensors.
 
-The same two steps serve both storages for the unstructured scheme, so a masked run and a
-compressed run with the same seed make the same mutations:
+A unit is what a layer's layout keeps or removes together: one weight (CSR, and masked layers
+under the unstructured scheme) or one channel (channel layers). The same two steps serve every
+case, so a masked unstructured run and a compressed one with the same seed make the same mutations:
 
-1. keep the `keep` most important active weights (ties: lower position first);
-2. grow `total - keep` positions drawn uniformly among the inactive ones, never one dropped in
+1. keep the `keep` most important active units (ties: lower position first);
+2. grow `total - keep` units drawn uniformly among the inactive ones, never one dropped in
    this very mutation; grown weights start at zero with zero optimizer state.
 """
 
@@ -42,23 +43,20 @@ def choose_mutation(positions: Tensor, importance: Tensor, keep: int, total: int
 @torch.no_grad()
 def apply_mutation(layer: CompressedLayer, survivors: Tensor, grown: Tensor,
                    optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Rebuild `layer` with the surviving slots plus zero-valued `grown` positions; optimizer
+    """Rebuild `layer` with the surviving unit slots plus zero-valued `grown` units; optimizer
     state follows the survivors and starts at zero for the grown weights."""
     old = layer.values
-    positions = torch.cat([layer.linear_indices()[survivors], grown.to(old.device)])
-    order = torch.argsort(positions)
+    units = torch.cat([layer.units()[survivors], grown.to(old.device)])
+    order = torch.argsort(units)
 
     def remap(tensor: Tensor) -> Tensor:
-        return torch.cat([tensor[survivors], tensor.new_zeros(grown.numel())])[order]
+        return layer.regroup(tensor, survivors, grown.numel(), order)
 
     old.grad = None
-    layer.set_linear(positions[order], remap(old.data), keep_parameter=False)
+    layer.set_units(units[order], remap(old.data), keep_parameter=False)
     swap_parameter(optimizer, old, layer.values, remap)
 
 
 def importance_of(layer: CompressedLayer, grad_weight: float) -> Tensor:
-    """MEST's |w| + λ|g| over the kept weights (their gradients are all a compressed layer has)."""
-    importance = layer.values.detach().abs()
-    if grad_weight and layer.values.grad is not None:
-        importance = importance + grad_weight * layer.values.grad.detach().abs()
-    return importance
+    """MEST's |w| + λ|g| per kept unit of a compressed layer."""
+    return layer.unit_importance(grad_weight)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slimkit import __version__
-from slimkit.compressed import compressed_layers, prepare_for_loading
+from slimkit.compressed import layouts_of, prepare_for_loading
 from slimkit.data.base import DatasetInfo
 from slimkit.fileio import atomic_write, atomic_write_json
 from slimkit.models.registry import build_model
@@ -57,8 +57,8 @@ def save_model(
         "model_options": options or {},
         "dataset": {**asdict(info), "input_shape": list(info.input_shape)},
         "aliases": state["aliases"],
-        # layers stored as values + indices (slimkit.compressed): rebuilt as such when loading
-        "compressed_layers": sorted(compressed_layers(model)),
+        # layers stored compressed (slimkit.compressed), with their layout: rebuilt as such when loading
+        "compressed_layers": layouts_of(model),
         "slimkit_version": __version__,
         **(extra or {}),
     }

@@ -144,8 +144,13 @@ class SparsityMethod(Callback):
         unknown = [n for n in names if n not in self.layers]
         if unknown:
             raise ValueError(f"layer(s) {', '.join(unknown)} are not pruned by this method")
-        self.layers.update(compress(self.model, names, self.optimizer))
+        self.layers.update(compress(self.model, names, self.optimizer, layout=self.compressed_layout()))
         return names
+
+    def compressed_layout(self) -> str:
+        """The layout `use_compressed_storage` gives layers (see `slimkit.compressed.LAYOUTS`):
+        a physically smaller layer for whole channels, CSR for any other mask."""
+        return f"channel{self.scheme.dim}" if self.scheme.name == "channel" else "csr"
 
     def on_train_start(self, trainer) -> None:
         self.trainer = trainer

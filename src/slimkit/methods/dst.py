@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.compressed import apply_mutation, choose_mutation, importance_of, kept_count
+from slimkit.compressed import CompressedLayer, apply_mutation, choose_mutation, importance_of, kept_count
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
 from slimkit.methods.mutation import (
     drop_least_important, grow_by_gradient, grow_random, layer_importance, prune_active,
@@ -126,28 +126,36 @@ class DynamicSparseTraining(SparsityMethod, ABC):
     def use_compressed_storage(self, layers=None) -> list[str]:
         if not self.random_growth:
             raise ValueError(f"{type(self).__name__} grows by dense information: use masked storage")
-        if self.scheme.name != "unstructured":
-            raise ValueError(f"compressed storage mutates unstructured sparsity; the {self.scheme.name} scheme needs masked storage")
         return super().use_compressed_storage(layers)
 
-    def _by_positions(self) -> bool:
-        """Unstructured random growth works on kept positions (the same code for both storages)."""
-        return self.random_growth and self.scheme.name == "unstructured"
+    def compressed_layout(self) -> str:
+        """Compressed mutation moves single weights (CSR) or whole channels (channel layers)."""
+        if self.scheme.name in ("unstructured", "channel"):
+            return super().compressed_layout()
+        raise ValueError(
+            f"compressed storage mutates unstructured and channel sparsity; the {self.scheme.name} scheme needs masked storage"
+        )
+
+    def _by_units(self, module: nn.Module) -> bool:
+        """Compressed layers, and unstructured random growth, mutate kept units (weights or
+        channels) directly: the same code for both storages."""
+        return isinstance(module, CompressedLayer) or (self.random_growth and self.scheme.name == "unstructured")
 
     def _mutate_positions(self, name: str, module: nn.Module, mask: torch.Tensor | None, keep_density: float,
                           density: float) -> torch.Tensor | None:
-        """Keep the most important weights at `keep_density`, grow at random up to `density`.
+        """Keep the most important units at `keep_density`, grow at random up to `density`.
         A compressed layer is rebuilt in place (returns None); a masked one gets its new mask."""
-        numel = module.weight_numel if mask is None else mask.numel()
         if mask is None:
-            positions, importance = module.linear_indices(), importance_of(module, self.grad_weight)
+            positions, importance, numel = module.units(), importance_of(module, self.grad_weight), module.unit_count
+            keep, total = module.kept_units(min(keep_density, density)), module.kept_units(density)
         else:
-            positions = torch.nonzero(mask.flatten()).flatten()
+            positions, numel = torch.nonzero(mask.flatten()).flatten(), mask.numel()
             full = layer_importance(module.weight, original_weight(module).grad, self.grad_weight)
             importance = full.flatten()[positions]
-        keep, total = kept_count(min(keep_density, density), numel), kept_count(density, numel)
+            keep, total = kept_count(min(keep_density, density), numel), kept_count(density, numel)
         survivors, grown = choose_mutation(positions, importance, keep, total, numel, self.generator)
-        self.moved_since_log[name] += grown.numel()
+        weights_per_unit = 1 if mask is not None else module.weight_numel // module.unit_count
+        self.moved_since_log[name] += grown.numel() * weights_per_unit
         if mask is None:
             apply_mutation(module, survivors, grown, self.optimizer)
             return None
@@ -164,7 +172,7 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         masks = get_masks(self.model)
         new_masks = {}
         for name, module in self.layers.items():
-            if self._by_positions():
+            if self._by_units(module):
                 new = self._mutate_positions(name, module, masks.get(name), low[name], high[name])
                 if new is not None:
                     new_masks[name] = new
@@ -192,7 +200,7 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         target = self.densities(self.sparsity)
         settled = {}
         for name, module in self.layers.items():
-            if self._by_positions():
+            if self._by_units(module):
                 new = self._mutate_positions(name, module, masks.get(name), target[name], target[name])
                 if new is not None:
                     settled[name] = new

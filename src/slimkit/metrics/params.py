@@ -9,7 +9,7 @@ from torch.nn.utils.parametrize import ParametrizationList
 def is_compressed(module: nn.Module) -> bool:
     """A layer from `slimkit.compressed` (values + indices, no dense weight); duck-typed so the
     metrics need not import the layers they measure."""
-    return hasattr(module, "weight_shape") and hasattr(module, "crow_indices") and hasattr(module, "values")
+    return all(hasattr(module, name) for name in ("weight_shape", "values", "linear_indices"))
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
