@@ -151,8 +151,9 @@ def compress_for_storage(config: RunConfig, method: SparsityMethod, loaders: Loa
     if isinstance(method, PruneOnce) and method.batches is None:
         method.batches = loaders.train
     method.bind(None, config.epochs * len(loaders.train))
-    method.use_compressed_storage(layers)
-    log.info(f"compressed storage: {', '.join(layers)}")
+    # `compressed` asks for every layer whose mask fits a compressed layout; the rest stay masked
+    layers = method.use_compressed_storage(None if config.storage == "compressed" else layers)
+    log.info(f"compressed storage: {', '.join(layers) or 'none'}")
 
 
 class EvaluateBeforeTraining(Callback):

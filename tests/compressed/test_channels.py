@@ -242,3 +242,30 @@ def test_pruning_at_init_under_the_channel_scheme_gets_channel_layers(tmp_path):
     model, _ = load_model(tmp_path)
     assert all(isinstance(layer, (ChannelConv2d, ChannelLinear)) for layer in compressed_layers(model).values())
     assert metrics["sparsity_pruned_layers"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_block_rows_mutate_as_whole_aligned_segments_in_compressed_storage():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 22), nn.ReLU(), nn.Linear(22, 30), nn.ReLU(), nn.Linear(30, 4))
+    scheme_options = {"block": [4, 4], "prune": "rows"}
+    dst = PhasedMEST(model, sparsity=0.75, phases=soft_memory_bound_phases(0.75), scheme="block",
+                     scheme_options=scheme_options, update_every=2, seed=0)
+    dst.bind(None, total_steps=16)
+    moved = dst.use_compressed_storage()
+    assert moved == ["0"]  # layer "2" has 22 columns per row: no whole segments of 4, so it stays masked
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    dst.bind(optimizer, total_steps=16)
+    g = torch.Generator().manual_seed(0)
+    before = model[0].units().clone()
+    for _ in range(16):
+        x, y = torch.randn(8, 32, generator=g), torch.randint(4, (8,), generator=g)
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        dst.step()
+    layer = model[0]
+    assert layer.unit_length == 4 and not torch.equal(layer.units(), before)
+    dst.scheme.validate(layer.dense_mask())
+    dst.scheme.validate(model[2].parametrizations.weight[0].mask)
+    assert layer.nnz == layer.kept_units(dst.densities(0.75)["0"]) * 4

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimkit.compressed.layers import CompressedLayer, conv_output_size, conv_repr
+from slimkit.compressed.layers import CompressedLayer, closest_unit_count, conv_output_size, conv_repr
 
 
 def check_channels(channels: Tensor, count: int, values: int, unit_size: int) -> None:
@@ -104,10 +104,7 @@ class ChannelLayer(CompressedLayer):
 
     def kept_units(self, density: float) -> int:
         """The channel scheme's count: the whole channels closest to round(density * numel)."""
-        target = round(density * self.weight_numel)
-        fewer = target // self.unit_size
-        count = fewer + 1 if (fewer + 1) * self.unit_size - target < target - fewer * self.unit_size else fewer
-        return min(max(count, 1), self.unit_count)
+        return closest_unit_count(round(density * self.weight_numel), self.unit_size, self.unit_count)
 
     def unit_importance(self, grad_weight: float) -> Tensor:
         return self._per_unit(self.value_importance(grad_weight)).mean(1)

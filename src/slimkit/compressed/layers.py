@@ -185,25 +185,43 @@ class CsrLayer(CompressedLayer):
     def linear_indices(self) -> Tensor:
         return to_linear(self.crow_indices, self.col_indices, self.matrix_shape[1])
 
-    # ---- units: single weights ------------------------------------------------------------
+    # ---- units: single weights, or aligned row segments (the block scheme's rows) --------
+    #: weights per unit: 1, or the length of the aligned row segments the block scheme keeps whole
+    unit_length: int = 1
+
     def units(self) -> Tensor:
-        return self.linear_indices()
+        linear = self.linear_indices()
+        return linear if self.unit_length == 1 else linear[:: self.unit_length] // self.unit_length
 
     @property
     def unit_count(self) -> int:
-        return self.weight_numel
+        return self.weight_numel // self.unit_length
 
     def kept_units(self, density: float) -> int:
-        return min(max(round(density * self.weight_numel), 1), self.weight_numel)
+        return closest_unit_count(round(density * self.weight_numel), self.unit_length, self.unit_count)
 
     def unit_importance(self, grad_weight: float) -> Tensor:
-        return self.value_importance(grad_weight)
+        return self.value_importance(grad_weight).view(-1, self.unit_length).mean(1)
 
     def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
-        return torch.cat([tensor[survivors], tensor.new_zeros(grown)])[order]
+        segments = tensor.view(-1, self.unit_length)
+        return torch.cat([segments[survivors], segments.new_zeros(grown, self.unit_length)])[order].flatten()
 
     def set_units(self, units: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
-        self.set_linear(units, values, keep_parameter=keep_parameter)
+        offsets = torch.arange(self.unit_length, device=units.device)
+        self.set_linear((units[:, None] * self.unit_length + offsets).flatten(), values, keep_parameter=keep_parameter)
+
+    def use_segments(self, length: int) -> None:
+        """Mutate whole aligned row segments of `length` weights (the block scheme with prune="rows");
+        raises unless the kept weights already form such segments."""
+        cols = self.matrix_shape[1]
+        if length < 1 or cols % length:
+            raise ValueError(f"{cols} columns per row are not a multiple of the segment length {length}")
+        linear = self.linear_indices().view(-1, length) if self.nnz % length == 0 else None
+        offsets = torch.arange(length, device=self.values.device)
+        if linear is None or not bool(((linear[:, :1] % length == 0) & (linear == linear[:, :1] + offsets)).all()):
+            raise ValueError(f"the kept weights do not form whole, aligned 1x{length} row segments")
+        self.unit_length = length
 
     def matmul(self, dense: Tensor) -> Tensor:
         """(weight as rows x cols) @ dense (cols x N)."""
@@ -297,6 +315,14 @@ class CompressedConv2d(CsrLayer):
 
     def extra_repr(self) -> str:
         return conv_repr(self) + super().extra_repr()
+
+
+def closest_unit_count(target: int, unit_size: int, units: int) -> int:
+    """Whole units closest to `target` weights (ties: fewer), between 1 and `units`: how the
+    schemes count when every unit has the same size."""
+    fewer = target // unit_size
+    count = fewer + 1 if (fewer + 1) * unit_size - target < target - fewer * unit_size else fewer
+    return min(max(count, 1), units)
 
 
 def conv_repr(layer: nn.Module) -> str:

@@ -11,6 +11,7 @@ Use it as a `Trainer` callback, or in your own loop:
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 import torch
@@ -24,6 +25,8 @@ from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks, is_mas
 from slimkit.sparse.schemes import Scheme, make_scheme
 from slimkit.train import distributed
 from slimkit.train.callbacks import Callback
+
+log = logging.getLogger("slimkit")
 
 
 def method_generator(seed: int, purpose: str) -> torch.Generator:
@@ -131,26 +134,39 @@ class SparsityMethod(Callback):
             self.initialized = True
 
     def use_compressed_storage(self, layers: Iterable[str] | None = None) -> list[str]:
-        """Move the named pruned layers (default: all that have a compressed form) to compressed
-        storage: values + indices only, so the weights, their gradients and the optimizer state
-        all shrink with the density. Call after `bind` (the initial masks are what is kept)."""
+        """Move the named pruned layers to compressed storage: values + indices (or kept channels)
+        only, so the weights, their gradients and the optimizer state all shrink with the density.
+        By default every layer whose mask fits the layout moves; the others stay masked (logged).
+        Call after `bind` (the initial masks are what is kept). Returns the layers moved."""
         if not self.compressed_storage:
             raise ValueError(f"{type(self).__name__} edits dense masks during training: use masked storage")
         if not self.initialized:
             raise ValueError("bind() the method before compressing: compression keeps the initial masks")
         if distributed.is_distributed():
             raise ValueError("compressed storage runs in one process (DDP needs fixed parameter sizes): use masked storage")
-        names = [n for n, m in self.layers.items() if can_compress(m)] if layers is None else list(layers)
-        unknown = [n for n in names if n not in self.layers]
-        if unknown:
-            raise ValueError(f"layer(s) {', '.join(unknown)} are not pruned by this method")
-        self.layers.update(compress(self.model, names, self.optimizer, layout=self.compressed_layout()))
+        options = self.compressed_options()
+        if layers is not None:
+            names = list(layers)
+            unknown = [n for n in names if n not in self.layers]
+            if unknown:
+                raise ValueError(f"layer(s) {', '.join(unknown)} are not pruned by this method")
+            self.layers.update(compress(self.model, names, self.optimizer, **options))
+            return names
+        names = []
+        for name, module in list(self.layers.items()):
+            if not can_compress(module):
+                continue
+            try:
+                self.layers.update(compress(self.model, [name], self.optimizer, **options))
+                names.append(name)
+            except ValueError as exc:
+                log.info(f"{name} stays in masked storage: {exc}")
         return names
 
-    def compressed_layout(self) -> str:
-        """The layout `use_compressed_storage` gives layers (see `slimkit.compressed.LAYOUTS`):
+    def compressed_options(self) -> dict[str, Any]:
+        """How `use_compressed_storage` lays layers out (arguments of `slimkit.compressed.compress`):
         a physically smaller layer for whole channels, CSR for any other mask."""
-        return f"channel{self.scheme.dim}" if self.scheme.name == "channel" else "csr"
+        return {"layout": f"channel{self.scheme.dim}" if self.scheme.name == "channel" else "csr"}
 
     def on_train_start(self, trainer) -> None:
         self.trainer = trainer

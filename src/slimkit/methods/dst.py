@@ -128,12 +128,16 @@ class DynamicSparseTraining(SparsityMethod, ABC):
             raise ValueError(f"{type(self).__name__} grows by dense information: use masked storage")
         return super().use_compressed_storage(layers)
 
-    def compressed_layout(self) -> str:
-        """Compressed mutation moves single weights (CSR) or whole channels (channel layers)."""
+    def compressed_options(self) -> dict[str, Any]:
+        """Compressed mutation moves single weights or aligned row segments (CSR), or whole
+        channels (channel layers)."""
         if self.scheme.name in ("unstructured", "channel"):
-            return super().compressed_layout()
+            return super().compressed_options()
+        if self.scheme.name == "block" and self.scheme.prune == "rows":
+            return {"layout": "csr", "unit_length": self.scheme.block[1]}
         raise ValueError(
-            f"compressed storage mutates unstructured and channel sparsity; the {self.scheme.name} scheme needs masked storage"
+            f"compressed storage mutates unstructured, channel and block (prune: rows) sparsity; "
+            f"the {self.scheme.name} scheme needs masked storage"
         )
 
     def _by_units(self, module: nn.Module) -> bool:
