@@ -71,8 +71,8 @@ class RunConfig(TrainConfig):
     )
     storage: Literal["auto", "masked", "compressed"] = Field(
         "auto", description="pruned weights as masked dense tensors, or compressed (values + int32 indices: memory "
-        "and time shrink with density); auto = compressed for the large Linear layers of unstructured mest/set runs "
-        "at high sparsity, where it is measured faster",
+        "and time shrink with density); auto = compressed where it is measured faster: the large Linear layers of "
+        "unstructured mest/set runs at high sparsity, and every layer of channel-scheme mest/set runs",
     )
     data_efficient: bool = Field(
         False, description="two-phase training: forgetting statistics for stats_epochs on all data, then the "

@@ -269,3 +269,10 @@ def test_block_rows_mutate_as_whole_aligned_segments_in_compressed_storage():
     dst.scheme.validate(layer.dense_mask())
     dst.scheme.validate(model[2].parametrizations.weight[0].mask)
     assert layer.nnz == layer.kept_units(dst.densities(0.75)["0"]) * 4
+
+
+def test_auto_storage_gives_channel_layers_to_channel_scheme_runs(tmp_path):
+    run = dict(model="lenet5", data="digits", epochs=1, batch_size=64, method="set", sparsity=0.5, scheme="channel",
+               update_every=5, progress="none")
+    metrics = train_run(make_config(run), tmp_path)
+    assert metrics["compressed_layers"] == ["conv1", "conv2", "fc1", "fc2"]

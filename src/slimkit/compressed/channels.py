@@ -156,7 +156,7 @@ class ChannelLinear(ChannelLayer):
         if self.dim == 1:
             return F.linear(x.index_select(-1, self.channels), weight, self.bias)
         kept = F.linear(x, weight)
-        out = kept.new_zeros(*x.shape[:-1], self.out_features).index_copy(-1, self.channels, kept)
+        out = kept.new_zeros(*x.shape[:-1], self.out_features).index_copy_(-1, self.channels, kept)
         return out if self.bias is None else out + self.bias
 
 
@@ -184,7 +184,7 @@ class ChannelConv2d(ChannelLayer):
             return F.conv2d(x.index_select(1, self.channels), weight, self.bias, self.stride, self.padding, self.dilation)
         kept = F.conv2d(x, weight, None, self.stride, self.padding, self.dilation)
         out_h, out_w = conv_output_size(self, x.shape[2], x.shape[3])
-        out = kept.new_zeros(x.shape[0], self.out_channels, out_h, out_w).index_copy(1, self.channels, kept)
+        out = kept.new_zeros(x.shape[0], self.out_channels, out_h, out_w).index_copy_(1, self.channels, kept)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
     def extra_repr(self) -> str:
