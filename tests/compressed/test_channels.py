@@ -16,6 +16,8 @@ from slimkit.runner import train_run
 from slimkit.sparse.masking import apply_masks, original_weight
 from slimkit.sparse.schemes import ChannelScheme
 
+from tests.compressed.helpers import train_compressed_dst
+
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
@@ -184,20 +186,7 @@ def test_dynamic_sparse_training_keeps_whole_channels_in_compressed_storage(meth
     dst.bind(None, total_steps=20)
     dst.use_compressed_storage(["2", "5"])
     assert all(isinstance(compressed_layers(model)[n], ChannelConv2d) for n in ("2", "5"))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    dst.bind(optimizer, total_steps=20)
-    g = torch.Generator().manual_seed(0)
-    moved = 0
-    for _ in range(20):
-        x, y = torch.randn(8, 1, 6, 6, generator=g), torch.randint(4, (8,), generator=g)
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        before = {n: l.units().clone() for n, l in compressed_layers(model).items()}
-        dst.step()
-        moved += sum(int((~torch.isin(l.units(), before[n])).sum()) for n, l in compressed_layers(model).items())
-        assert torch.isfinite(loss)
+    moved = train_compressed_dst(model, dst)
     assert dst.updates >= 3 and moved > 0
     target = dst.densities(0.75)
     for name, layer in compressed_layers(model).items():
@@ -265,7 +254,7 @@ def test_block_rows_mutate_as_whole_aligned_segments_in_compressed_storage():
         optimizer.step()
         dst.step()
     layer = model[0]
-    assert layer.unit_length == 4 and not torch.equal(layer.units(), before)
+    assert layer.unit_size == 4 and not torch.equal(layer.units(), before)
     dst.scheme.validate(layer.dense_mask())
     dst.scheme.validate(model[2].parametrizations.weight[0].mask)
     assert layer.nnz == layer.kept_units(dst.densities(0.75)["0"]) * 4

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimkit.compressed.layers import CompressedLayer, closest_unit_count, conv_output_size, conv_repr
+from slimkit.compressed.layers import CompressedLayer, conv_output_size, conv_repr
+from slimkit.compressed.units import closest_unit_count
 
 
 def check_channels(channels: Tensor, count: int, values: int, unit_size: int) -> None:
@@ -96,7 +97,7 @@ class ChannelLayer(CompressedLayer):
         starts = (channels * self.inner)[None, :, None]
         return (rows + starts + torch.arange(self.inner, device=channels.device)).flatten()
 
-    def _per_unit(self, tensor: Tensor) -> Tensor:
+    def _unit_rows(self, tensor: Tensor) -> Tensor:
         """A values-shaped tensor as (kept channels, weights per channel)."""
         if self.dim == 0:
             return tensor.view(-1, self.unit_size)
@@ -106,13 +107,9 @@ class ChannelLayer(CompressedLayer):
         """The channel scheme's count: the whole channels closest to round(density * numel)."""
         return closest_unit_count(round(density * self.weight_numel), self.unit_size, self.unit_count)
 
-    def unit_importance(self, grad_weight: float) -> Tensor:
-        return self._per_unit(self.value_importance(grad_weight)).mean(1)
-
     def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
         if self.dim == 0:
-            rows = tensor.view(-1, self.unit_size)
-            return torch.cat([rows[survivors], rows.new_zeros(grown, self.unit_size)])[order].flatten()
+            return super().regroup(tensor, survivors, grown, order)
         blocks = tensor.view(self.weight_shape[0], -1, self.inner)
         zeros = blocks.new_zeros(self.weight_shape[0], grown, self.inner)
         return torch.cat([blocks[:, survivors], zeros], 1)[:, order].flatten()

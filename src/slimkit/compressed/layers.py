@@ -16,7 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit.compressed.functional import csr_matmul
-from slimkit.compressed.structure import check_structure, from_linear, to_linear, transpose
+from slimkit.compressed.structure import check_structure, choose_mutation, from_linear, to_linear, transpose
+from slimkit.compressed.units import PatternUnits, SegmentUnits
+
+UnitRule = SegmentUnits | PatternUnits
 
 
 class CompressedLayer(nn.Module):
@@ -72,14 +75,30 @@ class CompressedLayer(nn.Module):
         """Units kept at `density`: the same rounding as the layout's sparsity scheme."""
         raise NotImplementedError
 
-    def unit_importance(self, grad_weight: float) -> Tensor:
-        """MEST's |w| + λ|g| per kept unit (the kept weights' gradients are all a layer has)."""
+    @property
+    def unit_size(self) -> int:
+        """Weights per unit."""
         raise NotImplementedError
+
+    def choose_units(self, importance: Tensor, keep: int, total: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(survivor slots into units(), grown unit ids): keep the `keep` most important units and
+        grow random absent ones up to `total`."""
+        return choose_mutation(self.units(), importance, keep, total, self.unit_count, generator)
+
+    def _unit_rows(self, tensor: Tensor) -> Tensor:
+        """A values-shaped tensor as (kept units, weights per unit)."""
+        return tensor.view(-1, self.unit_size)
+
+    def unit_importance(self, grad_weight: float) -> Tensor:
+        """MEST's |w| + λ|g| per kept unit, averaged over its weights (the kept weights'
+        gradients are all a layer has)."""
+        return self._unit_rows(self.value_importance(grad_weight)).mean(1)
 
     def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
         """A values-shaped `tensor` for the units `survivors` (slots into units()) followed by
         `grown` new zero units, in the order `order`: how values and optimizer state follow a mutation."""
-        raise NotImplementedError
+        rows = tensor.view(-1, self.unit_size)
+        return torch.cat([rows[survivors], rows.new_zeros(grown, self.unit_size)])[order].flatten()
 
     def set_units(self, units: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
         """Keep exactly the sorted `units`, with `values` in position order."""
@@ -154,6 +173,7 @@ class CsrLayer(CompressedLayer):
     def __init__(self, weight_shape: tuple[int, ...], crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None):
         super().__init__(weight_shape, values, bias)
         check_structure(crow, col, self.matrix_shape, values.numel())
+        self.unit_rule: UnitRule = SegmentUnits(1)
         self.register_buffer("crow_indices", crow.clone())
         self.register_buffer("col_indices", col.clone())
         for name in ("t_crow", "t_col", "t_perm"):  # derived: not saved
@@ -185,43 +205,32 @@ class CsrLayer(CompressedLayer):
     def linear_indices(self) -> Tensor:
         return to_linear(self.crow_indices, self.col_indices, self.matrix_shape[1])
 
-    # ---- units: single weights, or aligned row segments (the block scheme's rows) --------
-    #: weights per unit: 1, or the length of the aligned row segments the block scheme keeps whole
-    unit_length: int = 1
+    # ---- units: the rule set by the scheme (single weights by default) -------------------
+    def use_units(self, rule: UnitRule) -> None:
+        """Mutate by `rule` (aligned row segments for the block scheme, pattern kernels for the
+        pattern scheme); raises unless the kept weights already form such units."""
+        rule.check(self.linear_indices(), self.weight_shape)
+        self.unit_rule = rule
+
+    @property
+    def unit_size(self) -> int:
+        return self.unit_rule.size
 
     def units(self) -> Tensor:
-        linear = self.linear_indices()
-        return linear if self.unit_length == 1 else linear[:: self.unit_length] // self.unit_length
+        return self.unit_rule.ids(self.linear_indices())
 
     @property
     def unit_count(self) -> int:
-        return self.weight_numel // self.unit_length
+        return self.unit_rule.count(self.weight_numel, self.weight_shape)
 
     def kept_units(self, density: float) -> int:
-        return closest_unit_count(round(density * self.weight_numel), self.unit_length, self.unit_count)
+        return self.unit_rule.kept(density, self.weight_numel, self.weight_shape)
 
-    def unit_importance(self, grad_weight: float) -> Tensor:
-        return self.value_importance(grad_weight).view(-1, self.unit_length).mean(1)
-
-    def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
-        segments = tensor.view(-1, self.unit_length)
-        return torch.cat([segments[survivors], segments.new_zeros(grown, self.unit_length)])[order].flatten()
+    def choose_units(self, importance: Tensor, keep: int, total: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.unit_rule.choose(self.units(), importance, keep, total, self.weight_shape, generator)
 
     def set_units(self, units: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
-        offsets = torch.arange(self.unit_length, device=units.device)
-        self.set_linear((units[:, None] * self.unit_length + offsets).flatten(), values, keep_parameter=keep_parameter)
-
-    def use_segments(self, length: int) -> None:
-        """Mutate whole aligned row segments of `length` weights (the block scheme with prune="rows");
-        raises unless the kept weights already form such segments."""
-        cols = self.matrix_shape[1]
-        if length < 1 or cols % length:
-            raise ValueError(f"{cols} columns per row are not a multiple of the segment length {length}")
-        linear = self.linear_indices().view(-1, length) if self.nnz % length == 0 else None
-        offsets = torch.arange(length, device=self.values.device)
-        if linear is None or not bool(((linear[:, :1] % length == 0) & (linear == linear[:, :1] + offsets)).all()):
-            raise ValueError(f"the kept weights do not form whole, aligned 1x{length} row segments")
-        self.unit_length = length
+        self.set_linear(self.unit_rule.positions(units), values, keep_parameter=keep_parameter)
 
     def matmul(self, dense: Tensor) -> Tensor:
         """(weight as rows x cols) @ dense (cols x N)."""
@@ -315,14 +324,6 @@ class CompressedConv2d(CsrLayer):
 
     def extra_repr(self) -> str:
         return conv_repr(self) + super().extra_repr()
-
-
-def closest_unit_count(target: int, unit_size: int, units: int) -> int:
-    """Whole units closest to `target` weights (ties: fewer), between 1 and `units`: how the
-    schemes count when every unit has the same size."""
-    fewer = target // unit_size
-    count = fewer + 1 if (fewer + 1) * unit_size - target < target - fewer * unit_size else fewer
-    return min(max(count, 1), units)
 
 
 def conv_repr(layer: nn.Module) -> str:

@@ -16,28 +16,7 @@ from torch import Tensor
 
 from slimkit.compressed.convert import swap_parameter
 from slimkit.compressed.layers import CompressedLayer
-from slimkit.compressed.structure import sample_absent
-
-
-def kept_count(density: float, numel: int) -> int:
-    """Weights kept at `density`: the unstructured scheme's rounding (at least one)."""
-    return min(max(round(density * numel), 1), numel)
-
-
-def choose_mutation(positions: Tensor, importance: Tensor, keep: int, total: int, numel: int,
-                    generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """(survivor slots, grown positions) for sorted kept `positions` with per-position `importance`.
-
-    Growth only fills positions that were inactive before this mutation, so a dense layer (ERK
-    keeps small layers at density 0.8 or 1) swaps at most as many weights as it has inactive
-    positions: the rest of the would-be-dropped weights stay.
-    """
-    inactive = numel - positions.numel()
-    keep = min(max(keep, total - inactive), positions.numel())
-    ranking = torch.argsort(importance.detach().cpu(), descending=True, stable=True)
-    survivors = ranking[:keep].sort().values.to(positions.device)
-    grown = sample_absent(max(total - keep, 0), numel, positions, generator)
-    return survivors, grown
+from slimkit.compressed.structure import choose_mutation, kept_count  # noqa: F401 (re-exported)
 
 
 @torch.no_grad()

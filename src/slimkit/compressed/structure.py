@@ -117,3 +117,24 @@ def sample_absent(count: int, numel: int, exclude: Tensor, generator: torch.Gene
         draws = draws[~torch.isin(draws, taken) & ~torch.isin(draws, chosen)]
         chosen = torch.cat([chosen, draws[:missing]])
     return chosen.to(exclude.device)
+
+
+def kept_count(density: float, numel: int) -> int:
+    """Weights kept at `density`: the unstructured scheme's rounding (at least one)."""
+    return min(max(round(density * numel), 1), numel)
+
+
+def choose_mutation(positions: Tensor, importance: Tensor, keep: int, total: int, numel: int,
+                    generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(survivor slots, grown positions) for sorted kept `positions` with per-position `importance`.
+
+    Growth only fills positions that were inactive before this mutation, so a dense layer (ERK
+    keeps small layers at density 0.8 or 1) swaps at most as many weights as it has inactive
+    positions: the rest of the would-be-dropped weights stay.
+    """
+    inactive = numel - positions.numel()
+    keep = min(max(keep, total - inactive), positions.numel())
+    ranking = torch.argsort(importance.detach().cpu(), descending=True, stable=True)
+    survivors = ranking[:keep].sort().values.to(positions.device)
+    grown = sample_absent(max(total - keep, 0), numel, positions, generator)
+    return survivors, grown

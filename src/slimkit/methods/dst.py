@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from slimkit.compressed import CompressedLayer, apply_mutation, choose_mutation, importance_of, kept_count
+from slimkit.compressed.units import PatternUnits, SegmentUnits
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
 from slimkit.methods.mutation import (
     drop_least_important, grow_by_gradient, grow_random, layer_importance, prune_active,
@@ -129,20 +130,22 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         return super().use_compressed_storage(layers)
 
     def compressed_options(self) -> dict[str, Any]:
-        """Compressed mutation moves single weights or aligned row segments (CSR), or whole
-        channels (channel layers)."""
+        """Compressed mutation moves single weights, aligned row segments or pattern kernels
+        (CSR), or whole channels (channel layers)."""
         if self.scheme.name in ("unstructured", "channel"):
             return super().compressed_options()
         if self.scheme.name == "block" and self.scheme.prune == "rows":
-            return {"layout": "csr", "unit_length": self.scheme.block[1]}
+            return {"layout": "csr", "unit_rule": SegmentUnits(self.scheme.block[1])}
+        if self.scheme.name == "pattern":
+            return {"layout": "csr", "unit_rule": PatternUnits(self.scheme.patterns)}
         raise ValueError(
-            f"compressed storage mutates unstructured, channel and block (prune: rows) sparsity; "
+            f"compressed storage mutates unstructured, channel, block (prune: rows) and pattern sparsity; "
             f"the {self.scheme.name} scheme needs masked storage"
         )
 
     def _by_units(self, module: nn.Module) -> bool:
-        """Compressed layers, and unstructured random growth, mutate kept units (weights or
-        channels) directly: the same code for both storages."""
+        """Compressed layers, and unstructured random growth, mutate kept units (weights, segments,
+        pattern kernels or channels) directly; unstructured runs share this code in both storages."""
         return isinstance(module, CompressedLayer) or (self.random_growth and self.scheme.name == "unstructured")
 
     def _mutate_positions(self, name: str, module: nn.Module, mask: torch.Tensor | None, keep_density: float,
@@ -150,16 +153,16 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         """Keep the most important units at `keep_density`, grow at random up to `density`.
         A compressed layer is rebuilt in place (returns None); a masked one gets its new mask."""
         if mask is None:
-            positions, importance, numel = module.units(), importance_of(module, self.grad_weight), module.unit_count
+            importance = importance_of(module, self.grad_weight)
             keep, total = module.kept_units(min(keep_density, density)), module.kept_units(density)
+            survivors, grown = module.choose_units(importance, keep, total, self.generator)
         else:
             positions, numel = torch.nonzero(mask.flatten()).flatten(), mask.numel()
             full = layer_importance(module.weight, original_weight(module).grad, self.grad_weight)
             importance = full.flatten()[positions]
             keep, total = kept_count(min(keep_density, density), numel), kept_count(density, numel)
-        survivors, grown = choose_mutation(positions, importance, keep, total, numel, self.generator)
-        weights_per_unit = 1 if mask is not None else module.weight_numel // module.unit_count
-        self.moved_since_log[name] += grown.numel() * weights_per_unit
+            survivors, grown = choose_mutation(positions, importance, keep, total, numel, self.generator)
+        self.moved_since_log[name] += grown.numel() * (1 if mask is not None else module.unit_size)
         if mask is None:
             apply_mutation(module, survivors, grown, self.optimizer)
             return None
@@ -176,6 +179,8 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         masks = get_masks(self.model)
         new_masks = {}
         for name, module in self.layers.items():
+            if min(low[name], high[name]) >= 1.0 and self._is_full(module, masks.get(name)):
+                continue  # a dense layer (dense_layers, or ERK's small layers) has nothing to swap
             if self._by_units(module):
                 new = self._mutate_positions(name, module, masks.get(name), low[name], high[name])
                 if new is not None:
@@ -194,6 +199,10 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         self.set_masks(new_masks)
         self.updates += 1
 
+    @staticmethod
+    def _is_full(module: nn.Module, mask: torch.Tensor | None) -> bool:
+        return bool(mask.all()) if mask is not None else module.nnz == module.weight_numel
+
     def grow_layer(self, name: str, survivors: torch.Tensor, dropped: torch.Tensor, density: float) -> torch.Tensor:
         """Random growth (MEST, SET): no dense information."""
         return grow_random(self.scheme, survivors, dropped, density, self.generator)
@@ -204,6 +213,8 @@ class DynamicSparseTraining(SparsityMethod, ABC):
         target = self.densities(self.sparsity)
         settled = {}
         for name, module in self.layers.items():
+            if target[name] >= 1.0 and self._is_full(module, masks.get(name)):
+                continue
             if self._by_units(module):
                 new = self._mutate_positions(name, module, masks.get(name), target[name], target[name])
                 if new is not None:
@@ -353,6 +364,10 @@ class RigL(DynamicSparseTraining):
             super().mutate(train_sparsity, prune_sparsity)
         finally:
             self._dense_grads = {}
+
+    @staticmethod
+    def _is_full(module: nn.Module, mask: torch.Tensor | None) -> bool:
+        return bool(mask.all()) if mask is not None else module.nnz == module.weight_numel
 
     def grow_layer(self, name: str, survivors: torch.Tensor, dropped: torch.Tensor, density: float) -> torch.Tensor:
         return grow_by_gradient(self.scheme, survivors, dropped, density, self._dense_grads[name])
