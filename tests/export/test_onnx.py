@@ -55,3 +55,24 @@ def test_bad_input_is_rejected(tmp_path):
         export_onnx(model, torch.randn(2, 1, 28, 28), tmp_path / "m.onnx", exporter="tf")
     with pytest.raises(FileNotFoundError):
         ort_session(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("layout", ["csr", "channel0"])
+def test_compressed_layers_export_as_plain_layers(tmp_path, layout):
+    from slimkit.compressed import compress, compressed_layers
+    from slimkit.quant import size_report
+    from slimkit.sparse.masking import apply_masks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    keep = torch.tensor([True, False, True, True, False, True, False, True])
+    apply_masks(model, {"0": keep.view(-1, 1, 1, 1).expand(8, 1, 3, 3).clone(), "3": torch.rand(5, 128) < 0.3})
+    masked_report = size_report(model)
+    compress(model, ["0"], layout=layout)
+    if layout == "csr":
+        compress(model, ["3"])
+    assert compressed_layers(model)
+    path = export_onnx(model, torch.randn(2, 1, 6, 6), tmp_path / "m.onnx")
+    assert onnx_max_abs_diff(path, model, torch.randn(3, 1, 6, 6)) < 1e-5
+    assert compressed_layers(model)  # the model itself is left compressed
+    assert size_report(model) == masked_report  # sizes counted without densifying, the same as masked

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimkit.compressed import compressed_layers, decompress
 from slimkit.fileio import atomic_write
 
 INPUT_NAME = "input"
@@ -82,7 +83,9 @@ def export_onnx(
     """Export `model` (in eval mode, on CPU) to one ONNX file with a dynamic batch axis.
 
     The file is checked with `onnx.checker` and written atomically. Masked (parametrized) models
-    export their effective weights, so pruned zeros are kept. Returns the path written.
+    export their effective weights, so pruned zeros are kept; compressed layers are exported as
+    the plain layers they stand for (ONNX runtimes hold dense weights anyway, and the native
+    sparse kernels cannot be traced). Returns the path written.
     """
     _require("onnx", "ONNX export")
     import onnx
@@ -94,6 +97,8 @@ def export_onnx(
         _require("onnxscript", "the dynamo ONNX exporter")
         opset = max(opset, DEFAULT_OPSET)
     export_model = copy.deepcopy(model).cpu().eval()
+    if compressed_layers(export_model):
+        decompress(export_model, keep_masks=False)
     example = _example_batch(example_input.detach().cpu().float())
     try:
         with torch.no_grad():

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from slimkit.metrics.params import prunable_layers
+from slimkit.metrics.params import is_compressed, prunable_layers, weight_counts, weight_shape
 
 
 @dataclass
@@ -39,23 +39,21 @@ class SizeReport:
 
 def size_report(model: nn.Module) -> SizeReport:
     """Bytes of the model in each storage form (prunable Conv/Linear weights get int8 forms)."""
-    weight_ids = set()
-    total = nonzero = 0
+    total = nonzero = stored = 0
     int8_dense = csr = bitmask = 0
     for module in prunable_layers(model).values():
-        weight = module.weight.detach()
-        weight_ids.add(id(module.weight))
-        rows = weight.shape[0]
-        nnz = int((weight != 0).sum())
-        total += weight.numel()
+        numel, nnz = weight_counts(module)  # compressed layers count without densifying
+        rows = weight_shape(module)[0]
+        total += numel
         nonzero += nnz
+        stored += module.values.numel() if is_compressed(module) else numel
         scales = 4 * rows
-        int8_dense += weight.numel() + scales
+        int8_dense += numel + scales
         csr += nnz + 4 * nnz + 4 * (rows + 1) + scales
-        bitmask += nnz + (weight.numel() + 7) // 8 + scales
+        bitmask += nnz + (numel + 7) // 8 + scales
     other = sum(
         t.numel() * t.element_size() for t in model.state_dict().values() if t.is_floating_point()
-    ) - 4 * total  # fp32 bytes of everything that is not a prunable weight
+    ) - 4 * stored  # fp32 bytes of everything that is not a prunable weight
     other = max(other, 0)
     fp32 = 4 * total + other
     return SizeReport(total, nonzero, fp32, int8_dense + other, csr + other, bitmask + other)
