@@ -10,6 +10,7 @@ and not saved, so a file holds values + indices only and its size follows the nu
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from slimkit.compressed.units import PatternUnits, SegmentUnits
 UnitRule = SegmentUnits | PatternUnits
 
 
-class CompressedLayer(nn.Module):
+class CompressedLayer(nn.Module, ABC):
     """What every compressed layer shares: the full weight's shape, the kept weights as one 1-D
     `values` Parameter (in the order of their positions in the flattened weight, so gradients and
     optimizer state are that size too) and the bias.
@@ -58,27 +59,27 @@ class CompressedLayer(nn.Module):
             self.values = nn.Parameter(values, requires_grad=self.values.requires_grad)
 
     # ---- what a layout defines ------------------------------------------------------------
+    @abstractmethod
     def linear_indices(self) -> Tensor:
         """Sorted int64 positions of the kept weights in the flattened weight (conversion only)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def units(self) -> Tensor:
         """Sorted int64 ids of the kept units."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def unit_count(self) -> int:
         """Number of units in the full weight."""
-        raise NotImplementedError
 
+    @abstractmethod
     def kept_units(self, density: float) -> int:
         """Units kept at `density`: the same rounding as the layout's sparsity scheme."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def unit_size(self) -> int:
         """Weights per unit."""
-        raise NotImplementedError
 
     def choose_units(self, importance: Tensor, keep: int, total: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """(survivor slots into units(), grown unit ids): keep the `keep` most important units and
@@ -100,9 +101,9 @@ class CompressedLayer(nn.Module):
         rows = tensor.view(-1, self.unit_size)
         return torch.cat([rows[survivors], rows.new_zeros(grown, self.unit_size)])[order].flatten()
 
+    @abstractmethod
     def set_units(self, units: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
         """Keep exactly the sorted `units`, with `values` in position order."""
-        raise NotImplementedError
 
     # ---- shared ---------------------------------------------------------------------------
     @property
@@ -141,8 +142,9 @@ class CompressedLayer(nn.Module):
     #: state-dict keys holding the structure beside `values`, and how to apply them
     structure_keys: tuple[str, ...] = ()
 
+    @abstractmethod
     def _set_from_state(self, values: Tensor, structure: list[Tensor]) -> None:
-        raise NotImplementedError
+        """Take `values` and the tensors of `structure_keys` from a state dict (checked)."""
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         """Take the stored structure's size (it changes during sparse training) after checking it."""
