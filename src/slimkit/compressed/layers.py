@@ -29,9 +29,9 @@ class CompressedLayer(nn.Module, ABC):
     optimizer state are that size too) and the bias.
 
     Subclasses say how kept weights are laid out and multiplied, and what a *unit* is: the
-    smallest group of weights that mutation keeps, drops or grows together (one weight for CSR
-    layers, one channel for channel layers). Prune-and-grow works on units, so it never builds a
-    tensor of the dense weight's size.
+    smallest group of weights that mutation keeps, drops or grows together (for CSR layers a
+    weight, a row segment or a pattern kernel, see `units.py`; for channel layers a channel).
+    Prune-and-grow works on units, so it never builds a tensor of the dense weight's size.
     """
 
     #: the storage layout, recorded in model files so loading rebuilds the same layer kind
