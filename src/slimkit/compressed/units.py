@@ -33,7 +33,11 @@ class SegmentUnits:
 
     def __init__(self, length: int = 1) -> None:
         self.length = length
-        self.size = length
+
+    @property
+    def size(self) -> int:
+        """Weights per unit."""
+        return self.length
 
     def check(self, linear: Tensor, shape: tuple[int, ...]) -> None:
         """Raise unless the kept positions `linear` form whole units of this rule."""
