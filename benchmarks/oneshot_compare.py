@@ -14,7 +14,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, mean_std, read_metrics, run_jobs, write_section  # noqa: E402
 
-METHODS = {"magnitude": "magnitude", "obd": "OBD (Hutchinson)", "obs": "OBS (OBC / SparseGPT)"}
+# run-folder key: (title, slimkit prune flags)
+METHODS = {
+    "magnitude": ("magnitude", ["--method", "magnitude"]),
+    "obd": ("OBD (Hutchinson)", ["--method", "obd"]),
+    "obd-fisher": ("OBD (empirical Fisher)", ["--method", "obd", "--obd-estimator", "fisher"]),
+    "obs": ("OBS (OBC / SparseGPT)", ["--method", "obs"]),
+}
 
 
 def main() -> None:
@@ -34,16 +40,16 @@ def main() -> None:
         dense = Path(args.dense) / args.model / f"dense-s{seed}"
         if read_metrics(dense) is None:
             raise SystemExit(f"{dense} is missing: run benchmarks/pruning_sweep.py --model {args.model} first")
-        for method in METHODS:
+        for method, (_, flags) in METHODS.items():
             for s in args.sparsities:
                 out = base / f"{method}-{s:g}-s{seed}"
-                jobs.append((out.name, ["prune", "--from", str(dense), "--method", method, "--sparsity", str(s),
+                jobs.append((out.name, ["prune", "--from", str(dense), *flags, "--sparsity", str(s),
                                         "--finetune-epochs", "1", "--prune-batches", str(args.calibration_batches)], out))
     run_jobs(jobs, args.workers)
 
     dense_acc = [m["test_acc"] for m in (read_metrics(Path(args.dense) / args.model / f"dense-s{s}") for s in args.seeds) if m]
     rows = []
-    for method, title in METHODS.items():
+    for method, (title, _) in METHODS.items():
         cells = []
         for s in args.sparsities:
             found = [m for m in (read_metrics(base / f"{method}-{s:g}-s{seed}") for seed in args.seeds) if m]

@@ -42,6 +42,9 @@ class RunConfig(TrainConfig):
     dense_layers: list[str] = Field([], description="layers kept dense (e.g. the first conv)")
     prune_batches: int = Field(1, ge=1, description="batches scored by data-driven criteria (snip, grasp)")
     synflow_iterations: int = Field(100, ge=1, description="synflow pruning iterations")
+    obd_estimator: Literal["hutchinson", "fisher"] = Field(
+        "hutchinson", description="obd: Hessian diagonal estimator (Hutchinson, or the empirical Fisher)"
+    )
     gmp_start: float = Field(0.0, ge=0, lt=1, description="gmp: fraction of training where pruning starts")
     gmp_end: float = Field(0.75, gt=0, le=1, description="gmp: fraction of training where the final sparsity is reached")
     prune_every: int = Field(100, ge=1, description="gmp: steps between mask updates")

@@ -111,7 +111,7 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
         return RigL(model, alpha=config.zeta, stop=config.mutation_stop, **dst)
     return PruneOnce(
         model, criterion=config.method, num_batches=config.prune_batches, input_shape=info.input_shape,
-        synflow_iterations=config.synflow_iterations, seed=config.seed,
+        synflow_iterations=config.synflow_iterations, obd_estimator=config.obd_estimator, seed=config.seed,
         rescale_init=config.rescale_init and config.method == "random" and not config.init_from,
         progress_mode=config.progress, **common,
     )

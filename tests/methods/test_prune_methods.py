@@ -7,6 +7,7 @@ from torch import nn
 from slimkit.config import make_config
 from slimkit.data import load_dataset, make_loaders
 from slimkit.methods import GradualMagnitude, PruneOnce
+from slimkit.methods.base import method_generator
 from slimkit.runner import build_trainer
 from slimkit.sparse import get_masks, sparsity_report
 from slimkit.train import Trainer, TrainConfig
@@ -116,6 +117,7 @@ def test_gradual_needs_the_run_length():
         ({"sparsity": 0.9, "scheme": "pattern", "layers": ["fc"]}, "fc"),
         ({"sparsity": 0.9, "layers": ["nope"]}, "unknown layer 'nope'"),
         ({"sparsity": 0.9, "scheme": "magic"}, "magic"),
+        ({"sparsity": 0.9, "criterion": "obd", "obd_estimator": "gauss"}, "obd_estimator"),
     ],
 )
 def test_bad_input_is_refused_before_anything_changes(kwargs, message):
@@ -174,3 +176,27 @@ def test_random_pruning_at_init_can_rescale_like_dynamic_sparse_training():
     PruneOnce(model, sparsity=0.95, criterion="random", rescale_init=True).bind(None, total_steps=10)
     kept = model[0].weight.detach()[model[0].weight.detach() != 0]
     assert float(kept.std()) == pytest.approx(reference * 20 ** 0.5, rel=0.1)  # sqrt(fan-in / kept fan-in)
+
+
+def test_obd_estimator_choice_reaches_the_criterion():
+    """Each run keeps the weights its estimator scores highest, and the two estimators disagree."""
+    from slimkit.sparse import criteria
+
+    masks = {}
+    for estimator in ("hutchinson", "fisher"):
+        torch.manual_seed(0)
+        model = SmallConvNet()
+        reference = SmallConvNet()
+        reference.load_state_dict(model.state_dict())
+        batches = list(make_loaders(SPLITS, 64).train)[:1]
+        method = PruneOnce(model, sparsity=0.8, criterion="obd", obd_estimator=estimator, batches=batches,
+                           progress_mode="none", seed=3)
+        layers = {name: reference.get_submodule(name) for name in method.layers}
+        scores = criteria.obd(reference, layers, batches, estimator=estimator, progress="none",
+                              generator=method_generator(3, "criterion"))
+        method.bind(None, total_steps=10)
+        masks[estimator] = get_masks(model)
+        for name, mask in masks[estimator].items():
+            kept, dropped = scores[name][mask.bool()], scores[name][~mask.bool()]
+            assert float(kept.min()) >= float(dropped.max()) - 1e-12, (estimator, name)
+    assert any(not torch.equal(masks["hutchinson"][n], masks["fisher"][n]) for n in masks["fisher"])

@@ -33,6 +33,7 @@ class PruneOnce(SparsityMethod):
         num_batches: int = 1,
         input_shape: tuple[int, ...] | None = None,
         synflow_iterations: int = 100,
+        obd_estimator: str = "hutchinson",
         seed: int = 0,
         rescale_init: bool = False,
         progress_mode: str | None = None,
@@ -44,11 +45,14 @@ class PruneOnce(SparsityMethod):
             raise ValueError("obs prunes each row to the same count (unstructured); other schemes are not supported")
         if criterion == "synflow" and input_shape is None:
             raise ValueError("synflow needs input_shape (the shape of one example)")
+        if obd_estimator not in ("hutchinson", "fisher"):
+            raise ValueError(f"obd_estimator must be 'hutchinson' or 'fisher', got {obd_estimator!r}")
         if synflow_iterations < 1:
             raise ValueError(f"synflow_iterations must be >= 1, got {synflow_iterations}")
         super().__init__(model, sparsity=sparsity, **kwargs)
         self.batches, self.num_batches = batches, num_batches
         self.input_shape, self.synflow_iterations, self.seed = input_shape, synflow_iterations, seed
+        self.obd_estimator = obd_estimator
         self.rescale_init = rescale_init  # random pruning at init: the static control of dynamic sparse training
         # Display of the scoring passes (see slimkit.train.progress); None: the trainer's config.progress.
         self.progress_mode = progress_mode
@@ -80,6 +84,7 @@ class PruneOnce(SparsityMethod):
         scores = self.criterion(
             self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,
             generator=method_generator(self.seed, "criterion"), input_shape=self.input_shape, progress=mode,
+            estimator=self.obd_estimator,
         )
         masks = self.prune_to(self.sparsity, scores)
         if self.rescale_init:

@@ -27,6 +27,24 @@ class Chan:
         return self.start + self.ids.ndim
 
 
+class Width(int):
+    """An int attribute that describes a width (e.g. ViT's `hidden_dim`), swapped in while tracing.
+
+    torch.fx bakes attribute values into the graph as constants, and a constant size in a reshape
+    cannot follow pruning, so it pins its channels. A `Width` is still that int, but the reshape
+    handler recognises it, ties it to the channels it sizes, and `remove_units` writes the new
+    width back to `owner.attr`.
+    """
+
+    owner: str
+    attr: str
+
+    def __new__(cls, value: int, owner: str, attr: str) -> "Width":
+        width = super().__new__(cls, value)
+        width.owner, width.attr = owner, attr
+        return width
+
+
 @dataclass
 class SizeOf:
     """A python int (or shape tuple when `dim` is None) read from a tensor's shape; `derived` after arithmetic."""
@@ -101,6 +119,7 @@ class ChannelGraph:
     tensors: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (qualname, dim) -> ids
     modules: dict[str, ModuleRecord] = field(default_factory=dict)
     opaque: list[str] = field(default_factory=list)  # nodes whose channels were pinned, for reports
+    widths: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)  # (module, attr) -> ids it counts
 
     def groups(self) -> list[ChannelGroup]:
         """Prunable groups: unpinned units, grouped by the exact set of tensor slices they touch."""

@@ -11,15 +11,18 @@ special cases: the ids simply move with the data.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
+from torchvision.models.vision_transformer import VisionTransformer
 
+from slimkit.structured.attention import WINDOW_ATTENTION
 from slimkit.structured.channels import (
-    Chan, ChannelGraph, ChannelGraphError, ChannelGroup, ModuleRecord, SizeOf, UnionFind,
+    Chan, ChannelGraph, ChannelGraphError, ChannelGroup, ModuleRecord, SizeOf, UnionFind, Width,
 )
 from slimkit.structured.propagate import ChannelPropagator
 
@@ -40,7 +43,8 @@ class _Tracer(fx.Tracer):
 
 def trace(model: nn.Module, leaf_modules: Iterable[str | type] = ()) -> fx.GraphModule:
     """Symbolically trace `model`; `leaf_modules` (names or types) are kept as opaque calls."""
-    leaf_types = tuple(x for x in leaf_modules if isinstance(x, type))
+    # Swin's window attention hides its heads inside one library call: handled as a whole layer.
+    leaf_types = tuple(x for x in leaf_modules if isinstance(x, type)) + WINDOW_ATTENTION
     leaf_names = {x for x in leaf_modules if isinstance(x, str)}
     tracer = _Tracer(leaf_types, leaf_names)
     try:
@@ -64,6 +68,26 @@ def example_inputs(input_shape: Sequence[int] | torch.Tensor | tuple, batch_size
     return (torch.randn(batch_size, *input_shape),)
 
 
+# Int attributes that size a reshape in the forward code of known models; swapped for `Width` while
+# tracing so those reshapes follow pruning (`remove_units` writes the new width back).
+WIDTH_ATTRIBUTES: dict[type, tuple[str, ...]] = {VisionTransformer: ("hidden_dim",)}
+
+
+@contextmanager
+def _widths_marked(model: nn.Module) -> Iterator[None]:
+    saved: list[tuple[nn.Module, str, int]] = []
+    for name, module in model.named_modules():
+        for attr in WIDTH_ATTRIBUTES.get(type(module), ()):
+            value = getattr(module, attr)
+            saved.append((module, attr, value))
+            setattr(module, attr, Width(value, name, attr))
+    try:
+        yield
+    finally:
+        for module, attr, value in saved:
+            setattr(module, attr, value)
+
+
 def build_graph(
     model: nn.Module,
     inputs: Sequence[int] | torch.Tensor | tuple,
@@ -79,14 +103,15 @@ def build_graph(
     was_training = model.training
     model.eval()
     try:
-        gm = trace(model, leaf_modules)
-        try:
-            with torch.no_grad():
-                ShapeProp(gm).propagate(*examples)
-        except Exception as exc:
-            shapes = [tuple(t.shape) for t in examples]
-            raise ValueError(f"input of shape {shapes} does not fit {type(model).__name__}: {exc}") from exc
-        graph = ChannelPropagator(gm, model).run()
+        with _widths_marked(model):
+            gm = trace(model, leaf_modules)
+            try:
+                with torch.no_grad():
+                    ShapeProp(gm).propagate(*examples)
+            except Exception as exc:
+                shapes = [tuple(t.shape) for t in examples]
+                raise ValueError(f"input of shape {shapes} does not fit {type(model).__name__}: {exc}") from exc
+            graph = ChannelPropagator(gm, model).run()
     finally:
         model.train(was_training)
     names = dict(model.named_modules())

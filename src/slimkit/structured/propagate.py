@@ -18,7 +18,8 @@ from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 from torchvision.ops import stochastic_depth as _stochastic_depth
 
-from slimkit.structured.channels import Chan, ChannelGraph, ChannelGraphError, ModuleRecord, SizeOf, UnionFind
+from slimkit.structured import attention
+from slimkit.structured.channels import Chan, ChannelGraph, ChannelGraphError, ModuleRecord, SizeOf, UnionFind, Width
 
 # ---- op tables -------------------------------------------------------------------------------
 _UNARY_FUNCS = {
@@ -161,9 +162,10 @@ class ChannelPropagator:
             return Chan(dim, fresh)
         return chan
 
-    def channel_dim(self, node: fx.Node, chan: Chan, dim: int, what: str) -> torch.Tensor:
-        """The ids of `chan` if it tracks exactly dim `dim`, else an error naming `node`."""
-        shape = _shape(node.args[0])
+    def channel_dim(self, node: fx.Node, chan: Chan, dim: int, what: str, source: Any = None) -> torch.Tensor:
+        """The ids of `chan` (of `source`, default the first argument) if it tracks exactly dim `dim`,
+        else an error naming `node`."""
+        shape = _shape(node.args[0] if source is None else source)
         if shape is not None and dim < len(shape):
             chan = self.retrack(chan, dim, shape[dim])
         if chan.start != dim or chan.ids.ndim != 1:
@@ -263,6 +265,10 @@ class ChannelPropagator:
             x = self.chan(node, node.args[0])
             ids = self.channel_dim(node, x, 1, "ChannelShuffle")
             return Chan(1, ids.reshape(module.groups, -1).t().reshape(-1))
+        if isinstance(module, nn.MultiheadAttention):
+            return attention.multihead_attention(self, node, module)
+        if isinstance(module, attention.WINDOW_ATTENTION):
+            return attention.window_attention(self, node, module)
         if isinstance(module, _PASS_MODULES):
             return self.broadcast(node, [node.args[0]])
         has_tensors = next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
@@ -309,6 +315,8 @@ class ChannelPropagator:
             return self.functional_layer_norm(node)
         if target is F.batch_norm:
             return self.functional_batch_norm(node)
+        if node.op == "call_function" and target in attention.KNOWN_FUNCTIONS:
+            return attention.KNOWN_FUNCTIONS[target](self, node)
         module = getattr(target, "__module__", None) or ""
         if node.op == "call_function" and module.split(".")[0] not in ("torch", "_operator", "operator", "math", "builtins"):
             return self.opaque(node)  # a library function kept whole by torch.fx.wrap: a leaf, like a leaf module
@@ -436,7 +444,11 @@ class ChannelPropagator:
             if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
                 sizes = sizes[0]
             if len(sizes) == len(out_shape):
-                fixed = [d - start for d in range(start, stop) if isinstance(sizes[d], int) and sizes[d] > 1]
+                for d in range(start, stop):
+                    if isinstance(sizes[d], Width) and stop - start == 1:  # an attribute updated after pruning
+                        self.graph.widths[(sizes[d].owner, sizes[d].attr)] = ids
+                fixed = [d - start for d in range(start, stop)
+                         if isinstance(sizes[d], int) and sizes[d] > 1 and not (isinstance(sizes[d], Width) and stop - start == 1)]
                 if len(fixed) == stop - start:
                     self.uf.pin(ids)  # sizes written into the code cannot follow pruning
                 for k in fixed:  # a fixed dim (e.g. shuffle groups) stays: prune across it uniformly

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 from torch import nn
 
+from slimkit.structured.attention import ATTENTION, sync_attention
 from slimkit.structured.graph import ChannelGraph, build_graph, example_inputs
 from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
 
@@ -77,6 +78,10 @@ def remove_units(
         if isinstance(module, nn.LayerNorm) and module.weight is None and record.in_ids is not None:
             kept = sum(r not in removed for r in graph.uf.roots(record.in_ids).tolist())
             module.normalized_shape = (kept,)
+        elif isinstance(module, ATTENTION):
+            sync_attention(module, old_width=record.in_ids.numel())
+    for (owner, attr), ids in graph.widths.items():  # int attributes that the forward code reshapes with
+        setattr(target.get_submodule(owner), attr, sum(r not in removed for r in graph.uf.roots(ids).tolist()))
     return target
 
 

@@ -1,0 +1,116 @@
+"""Attention layers in the channel graph: pruning per-head dimensions consistently.
+
+`nn.MultiheadAttention` and torchvision's Swin window attention compute their heads from the same
+width as their input (`head_dim = embed_dim / num_heads`), so the embedding channels, the q/k/v
+projections and the output projection form one set of ids. Pruning removes dimension j of *every*
+head at once (ids j, j + d, j + 2d ... are tied), which keeps the heads equal in size, as both
+layers require. Heads stay; their per-head width shrinks.
+
+Scaled dot-product attention divides by sqrt(head_dim). When that width shrinks, `rescale_queries`
+multiplies the query projection by sqrt(new / old), so removing channels that were zero leaves the
+attention scores exactly as they were (Swin V2's cosine attention has no such factor).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torchvision.models import swin_transformer as _swin
+
+from slimkit.structured.channels import Chan
+
+if TYPE_CHECKING:
+    from slimkit.structured.propagate import ChannelPropagator
+
+WINDOW_ATTENTION = (_swin.ShiftedWindowAttention, _swin.ShiftedWindowAttentionV2)
+ATTENTION = (nn.MultiheadAttention, *WINDOW_ATTENTION)
+
+
+def _tie_heads(prop: ChannelPropagator, ids: torch.Tensor, num_heads: int) -> None:
+    """Dimension j of every head goes together, so all heads keep the same width."""
+    per_head = ids.reshape(num_heads, -1)
+    prop.uf.union(per_head[:1].expand_as(per_head), per_head)
+
+
+def multihead_attention(prop: ChannelPropagator, node: fx.Node, module: nn.MultiheadAttention) -> Any:
+    """`nn.MultiheadAttention(query, key, value, ...)`: one id set over embedding and head dims."""
+    if not module._qkv_same_embed_dim:  # separate kdim/vdim projections: kept whole
+        return prop.opaque(node)
+    query = node.args[0] if node.args else node.kwargs["query"]
+    last = len(query.meta["tensor_meta"].shape) - 1
+    ids = prop.channel_dim(node, prop.chan(node, query), last, "MultiheadAttention", source=query)
+    for index, name in ((1, "key"), (2, "value")):
+        other = node.args[index] if len(node.args) > index else node.kwargs.get(name)
+        if isinstance(other, fx.Node) and other is not query:
+            prop.uf.union(ids, prop.channel_dim(node, prop.chan(node, other), last, "MultiheadAttention", source=other))
+    _tie_heads(prop, ids, module.num_heads)
+    name = str(node.target)
+    qkv = torch.cat([ids, ids, ids])
+    prop.record(f"{name}.in_proj_weight", 0, qkv)
+    prop.record(f"{name}.in_proj_weight", 1, ids)
+    if module.in_proj_bias is not None:
+        prop.record(f"{name}.in_proj_bias", 0, qkv)
+    for attr in ("bias_k", "bias_v"):  # shape (1, 1, E)
+        if getattr(module, attr) is not None:
+            prop.record(f"{name}.{attr}", 2, ids)
+    prop.record(f"{name}.out_proj.weight", 0, ids)
+    prop.record(f"{name}.out_proj.weight", 1, ids)
+    if module.out_proj.bias is not None:
+        prop.record(f"{name}.out_proj.bias", 0, ids)
+    prop.record_module(name, ids, ids)
+    weights_meta = node.meta.get("tensor_meta")[1]
+    return [Chan(last, ids), prop.fresh(weights_meta, pinned=True)]
+
+
+def window_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Module) -> Any:
+    """torchvision Swin (V1/V2) window attention on (B, H, W, C): qkv and proj follow C."""
+    x = prop.chan(node, node.args[0])
+    ids = prop.channel_dim(node, x, 3, type(module).__name__)
+    _tie_heads(prop, ids, module.num_heads)
+    name = str(node.target)
+    prop.record(f"{name}.qkv.weight", 0, torch.cat([ids, ids, ids]))
+    prop.record(f"{name}.qkv.weight", 1, ids)
+    if module.qkv.bias is not None:
+        prop.record(f"{name}.qkv.bias", 0, torch.cat([ids, ids, ids]))
+    prop.record(f"{name}.proj.weight", 0, ids)
+    prop.record(f"{name}.proj.weight", 1, ids)
+    if module.proj.bias is not None:
+        prop.record(f"{name}.proj.bias", 0, ids)
+    prop.record_module(name, ids, ids)
+    return Chan(3, ids)
+
+
+def patch_merging_pad(prop: ChannelPropagator, node: fx.Node) -> Any:
+    """Swin's `_patch_merging_pad`: pads H and W, then concatenates 4 strided views along C."""
+    x = prop.chan(node, node.args[0])
+    last = len(node.args[0].meta["tensor_meta"].shape) - 1
+    ids = prop.channel_dim(node, x, last, "_patch_merging_pad")
+    return Chan(last, torch.cat([ids] * 4))
+
+
+KNOWN_FUNCTIONS = {_swin._patch_merging_pad: patch_merging_pad}
+
+
+@torch.no_grad()
+def sync_attention(module: nn.Module, old_width: int) -> None:
+    """Fix width attributes after pruning, and rescale queries so sqrt(head_dim) scaling is unchanged."""
+    if isinstance(module, nn.MultiheadAttention):
+        width = module.in_proj_weight.shape[1]
+        module.embed_dim = module.kdim = module.vdim = width
+        module.head_dim = width // module.num_heads
+        rescale_queries(module.in_proj_weight, module.in_proj_bias, width, old_width)
+    elif type(module) is _swin.ShiftedWindowAttention:  # V2 (a subclass) uses cosine attention: no sqrt(d)
+        rescale_queries(module.qkv.weight, module.qkv.bias, module.qkv.in_features, old_width)
+
+
+def rescale_queries(weight: torch.Tensor, bias: torch.Tensor | None, width: int, old_width: int) -> None:
+    """Scale the first `width` rows (the queries) by sqrt(width / old_width)."""
+    if width == old_width:
+        return
+    factor = (width / old_width) ** 0.5
+    weight[:width].mul_(factor)
+    if bias is not None:
+        bias[:width].mul_(factor)

@@ -1,0 +1,130 @@
+"""Attention layers prune per-head dimensions consistently, and exactly: removing channels that were
+zero leaves the output unchanged (LayerNorms are swapped for Identity where present, since a
+LayerNorm's statistics do change when channels go)."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
+
+from slimkit.structured import build_graph, prune_channels
+from tests.structured.helpers import prune_and_compare
+
+
+class SelfAttentionNet(nn.Module):
+    def __init__(self, batch_first: bool = True, cross: bool = False):
+        super().__init__()
+        self.batch_first, self.cross = batch_first, cross
+        self.embed = nn.Linear(4, 16)
+        self.memory = nn.Linear(4, 16)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=batch_first)
+        self.mlp = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16))
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = self.embed(x)
+        if not self.batch_first:
+            h = h.transpose(0, 1)
+        if self.cross:
+            m = self.memory(x)
+            m = m if self.batch_first else m.transpose(0, 1)
+            out = self.attn(query=h, key=m, value=m, need_weights=False)[0]
+        else:
+            out = self.attn(h, h, h)[0]
+        h = h + out
+        h = h + self.mlp(h)
+        if not self.batch_first:
+            h = h.transpose(0, 1)
+        return self.head(h.mean(1))
+
+
+@pytest.mark.parametrize("batch_first,cross", [(True, False), (False, False), (True, True)])
+def test_multihead_attention_prunes_head_dims_exactly(batch_first, cross):
+    torch.manual_seed(0)
+    model = SelfAttentionNet(batch_first, cross)
+    pruned, ratio = prune_and_compare(model, torch.randn(2, 5, 4), atol=1e-5)
+    attn = pruned.attn
+    assert attn.embed_dim < 16 and attn.embed_dim % attn.num_heads == 0
+    assert attn.head_dim == attn.embed_dim // 4 and attn.in_proj_weight.shape == (3 * attn.embed_dim, attn.embed_dim)
+    assert attn.out_proj.in_features == attn.out_proj.out_features == attn.embed_dim
+    assert ratio < 0.7
+
+
+def test_dimension_j_of_every_head_is_one_unit():
+    model = SelfAttentionNet()
+    graph = build_graph(model, torch.randn(2, 5, 4))
+    roots = graph.uf.roots(graph.tensors[("attn.in_proj_weight", 1)]).reshape(4, 4)  # (head, dim)
+    assert all(torch.equal(roots[0], roots[h]) for h in range(4))
+    assert len(set(roots[0].tolist())) == 4  # the dims within a head stay separate units
+
+
+def _window_net(attention_type):
+    class WindowNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(3, 16)
+            self.attn = attention_type(16, window_size=[4, 4], shift_size=[2, 2], num_heads=2)
+            self.head = nn.Linear(16, 5)
+
+        def forward(self, x):  # x: (B, H, W, 3)
+            h = self.embed(x)
+            h = h + self.attn(h)
+            return self.head(h.mean((1, 2)))
+
+    return WindowNet()
+
+
+@pytest.mark.parametrize("attention_type", [ShiftedWindowAttention, ShiftedWindowAttentionV2])
+def test_swin_window_attention_prunes_exactly(attention_type):
+    torch.manual_seed(0)
+    model = _window_net(attention_type)
+    pruned, _ = prune_and_compare(model, torch.randn(2, 8, 8, 3), atol=1e-5)
+    assert pruned.attn.qkv.in_features == 8 and pruned.attn.qkv.out_features == 24 and pruned.attn.proj.out_features == 8
+
+
+@torch.no_grad()
+def _sharpen(model: nn.Module) -> nn.Module:
+    """Unit-variance projections (torchvision's tiny init makes attention uniform and zeroes ViT's head)."""
+    for name, param in model.named_parameters():
+        if param.ndim == 2:
+            param.normal_(0, param.shape[1] ** -0.5)
+    return model
+
+
+def _without_layernorm(model: nn.Module) -> nn.Module:
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.LayerNorm):
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, nn.Identity())
+    return model
+
+
+def test_vision_transformer_embedding_and_heads_prune_exactly():
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=10
+    )
+    pruned, ratio = prune_and_compare(_sharpen(_without_layernorm(vit)), torch.randn(2, 3, 32, 32), atol=1e-4)
+    assert pruned.hidden_dim == pruned.conv_proj.out_channels == 16  # the reshape's width followed pruning
+    assert vit.hidden_dim == 32 and type(vit.hidden_dim) is int  # the original keeps a plain int
+    assert all(layer.self_attention.embed_dim == 16 for layer in pruned.encoder.layers)
+    assert ratio < 0.4
+
+
+def test_swin_transformer_prunes_exactly():
+    torch.manual_seed(0)
+    swin = torchvision.models.swin_t(num_classes=10)
+    pruned, ratio = prune_and_compare(_sharpen(_without_layernorm(swin)), torch.randn(2, 3, 32, 32), atol=1e-4)
+    assert pruned.features[1][0].attn.qkv.in_features == 48  # stage 1: 96 -> 48 channels
+    assert ratio < 0.4
+
+
+def test_pruned_vision_transformer_still_runs_with_layernorm():
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=10
+    )
+    pruned = prune_channels(vit, (3, 32, 32), 0.5)
+    assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert pruned.encoder.ln.normalized_shape == (16,)
