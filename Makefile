@@ -27,6 +27,7 @@ demo: setup
 	$(VENV)/bin/slimkit demo --out runs/demo
 
 bench: setup
+	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
 	$(PY) benchmarks/run_all.py
 
 clean:

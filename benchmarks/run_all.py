@@ -13,6 +13,7 @@ STEPS = [
     ["dense_baselines.py", "--reuse"],
     ["pruning_sweep.py", "--model", "lenet300"],
     ["oneshot_compare.py", "--model", "lenet300"],
+    ["pruning_sweep.py", "--model", "lenet5"],
     ["pruning_sweep.py", "--model", "lenet5", "--schemes-only", "--sparsities", "0.9"],
     ["dst_sweep.py", "--model", "lenet5"],
     ["compressed_step.py"],
@@ -23,6 +24,7 @@ STEPS = [
      "0.4", "--thresholds", "0", "--stats-lengths", "1", "3", "--length-fraction", "0.3", "--sparsities", "0.9", "0.95",
      "--seed", "0", "--workers", "2"],
     ["structured_speed.py", "--size", "224"],
+    ["deploy_latency.py", "--models", "resnet50", "vgg16", "--batches", "1", "16"],
     ["quant_distill.py", "--epochs", "3", "--kd-epochs", "3", "--seeds", "0", "1"],
 ]
 
