@@ -166,13 +166,14 @@ def cmd_slim(args: argparse.Namespace) -> int:
 
 def cmd_prune_channels(args: argparse.Namespace) -> int:
     """Cut channels out of a finished run's model (a smaller architecture), then fine-tune it."""
+    from slimkit.config import RunConfig
     from slimkit.structured_runs import prune_channels_run
 
     source = Path(args.source)
     out = Path(args.out) if args.out else source.parent / f"{source.name}-channels-{args.criterion}-{args.ratio:g}"
     metrics = prune_channels_run(source, out, ratio=args.ratio, criterion=args.criterion, scope=args.scope,
                                  round_to=args.round_to, finetune_epochs=args.finetune_epochs,
-                                 from_scratch=args.from_scratch)
+                                 from_scratch=args.from_scratch, overrides=_overrides(args, RunConfig))
     _print_table([(str(out), metrics)])
     _print_channel_pruning(metrics)
     return 0
@@ -337,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     channels = sub.add_parser(
         "prune-channels", help="remove channels from a finished run's model (smaller, faster) and fine-tune",
+        description="Starts from FROM's trained model and config; any run setting of the fine-tuning can be "
+        "overridden. The learning rate defaults to a tenth of FROM's (FROM's own with --from-scratch).",
     )
     channels.add_argument("--from", dest="source", required=True, metavar="FROM", help="finished run folder")
     channels.add_argument("--ratio", type=float, default=0.5, help="fraction of prunable channels removed (default: 0.5)")
@@ -347,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--finetune-epochs", type=int, default=5, help="epochs of fine-tuning (default: 5)")
     channels.add_argument("--from-scratch", action="store_true", help="re-initialise the pruned architecture")
     channels.add_argument("--out", help="run folder to write (default: FROM-channels-CRITERION-RATIO beside FROM)")
+    fine_tuning = ("batch_size", "eval_batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                   "schedule", "warmup_epochs", "milestones", "gamma", "label_smoothing", "augment", "seed", "device",
+                   "progress", "data_dir", "latency_batch_size", "tensorboard")
+    add_config_flags(channels, RunConfig, skip=[name for name in RunConfig.model_fields if name not in fine_tuning])
     channels.set_defaults(func=cmd_prune_channels)
 
     export = sub.add_parser("export", help="export a run folder's model to ONNX and check it with onnxruntime")

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from slimkit.config import RunConfig, dump_config, load_config
+from slimkit.config import RunConfig, dump_config, load_config, make_config
 from slimkit.data import DatasetInfo
 from slimkit.export import load_model, save_model
 from slimkit.fileio import atomic_write_json, atomic_write_text
@@ -37,16 +37,19 @@ def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int, progress:
 def prune_and_finetune(
     source: Path, out: Path, prune_fn: Callable[[nn.Module, DatasetInfo, Any], nn.Module], *, method: str,
     finetune_epochs: int, lr_factor: float = 0.1, from_scratch: bool = False, extra: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load the run in `source`, prune it with `prune_fn(model, info, loaders)`, fine-tune, write `out`."""
+    """Load the run in `source`, prune it with `prune_fn(model, info, loaders)`, fine-tune, write `out`.
+
+    `overrides` replace run settings of the fine-tuning (e.g. lr, device, progress)."""
     if (out / METRICS_FILE).exists():
         raise RunFolderError(f"{out} already holds a run; choose another --out")
     if finetune_epochs < 1:
         raise ValueError(f"finetune_epochs must be >= 1, got {finetune_epochs}")
     base = load_config(source / CONFIG_FILE)
-    config = base.model_copy(update={
-        "epochs": finetune_epochs, "lr": base.lr * (1.0 if from_scratch else lr_factor), "init_from": str(source),
-        "method": "dense", "sparsity": 0.0,
+    config = make_config({
+        **base.model_dump(), "epochs": finetune_epochs, "lr": base.lr * (1.0 if from_scratch else lr_factor),
+        "init_from": str(source), "method": "dense", "sparsity": 0.0, **(overrides or {}),
     })
     info, loaders = load_data(config)
     model, _ = load_model(source)
@@ -105,9 +108,10 @@ def slim_run(
 
 def prune_channels_run(
     source: Path, out: Path, *, ratio: float, criterion: str = "l1", scope: str = "local", round_to: int = 1,
-    finetune_epochs: int = 5, from_scratch: bool = False,
+    finetune_epochs: int = 5, from_scratch: bool = False, overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Prune `ratio` of the channels of the finished run in `source`, fine-tune into `out`."""
+    """Prune `ratio` of the channels of the finished run in `source`, fine-tune into `out` (`overrides`:
+    run settings of the fine-tuning)."""
     if not 0 < ratio < 1:
         raise ValueError(f"ratio must be in (0, 1), got {ratio}")
 
@@ -122,4 +126,5 @@ def prune_channels_run(
     return prune_and_finetune(
         source, out, do_prune, method=f"channel-{criterion}", finetune_epochs=finetune_epochs, from_scratch=from_scratch,
         extra={"channel_prune_ratio": ratio, "criterion": criterion, "scope": scope, "round_to": round_to},
+        overrides=overrides,
     )

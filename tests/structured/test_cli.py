@@ -45,3 +45,17 @@ def test_prune_channels_then_export_onnx(slim_run, tmp_path, capsys):
 def test_prune_channels_rejects_bad_ratio(slim_run, tmp_path, capsys):
     assert main(["prune-channels", "--from", str(slim_run), "--ratio", "1.5", "--out", str(tmp_path / "x")]) == 2
     assert "ratio must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_prune_channels_takes_fine_tuning_settings(slim_run, tmp_path):
+    out = tmp_path / "pc"
+    assert main(["prune-channels", "--from", str(slim_run / "train"), "--ratio", "0.5", "--criterion", "bn_gamma",
+                 "--scope", "global", "--finetune-epochs", "1", "--lr", "0.003", "--batch-size", "64",
+                 "--progress", "log", "--out", str(out)]) == 0
+    config = (out / "config.yaml").read_text()
+    assert "lr: 0.003" in config and "batch_size: 64" in config and "progress: log" in config
+
+
+def test_prune_channels_refuses_a_bad_setting(slim_run, tmp_path, capsys):
+    assert main(["prune-channels", "--from", str(slim_run / "train"), "--lr", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert "lr" in capsys.readouterr().err
