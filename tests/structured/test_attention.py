@@ -128,3 +128,21 @@ def test_pruned_vision_transformer_still_runs_with_layernorm():
     pruned = prune_channels(vit, (3, 32, 32), 0.5)
     assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert pruned.encoder.ln.normalized_shape == (16,)
+
+
+def test_attention_over_a_non_channel_dim_is_kept_whole():
+    """Conv channels in dim 1, attention embedding = the length dim: nothing to tie, so kept as is."""
+
+    class ConvThenAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(2, 8, 3, padding=1)
+            self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+            self.head = nn.Linear(8 * 6, 3)
+
+        def forward(self, x):  # (N, 2, 6) -> (N, 8, 6): a "sequence" of 8 conv channels, embedding 6
+            h = self.conv(x)
+            return self.head((h + self.attn(h, h, h)[0]).flatten(1))
+
+    pruned = prune_channels(ConvThenAttention(), (2, 6), 0.5)
+    assert pruned.attn.embed_dim == 6 and pruned(torch.randn(2, 2, 6)).shape == (2, 3)

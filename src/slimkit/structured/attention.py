@@ -35,17 +35,26 @@ def _tie_heads(prop: ChannelPropagator, ids: torch.Tensor, num_heads: int) -> No
     prop.uf.union(per_head[:1].expand_as(per_head), per_head)
 
 
+def _embedding_ids(prop: ChannelPropagator, arg: Any, dim: int) -> torch.Tensor | None:
+    """The channel ids of `arg` along `dim`, or None when its channels are tracked elsewhere."""
+    chan = prop.info.get(arg) if isinstance(arg, fx.Node) else None
+    if not isinstance(chan, Chan):
+        return None
+    chan = prop.retrack(chan, dim, arg.meta["tensor_meta"].shape[dim])
+    return chan.ids if chan.start == dim and chan.ids.ndim == 1 else None
+
+
 def multihead_attention(prop: ChannelPropagator, node: fx.Node, module: nn.MultiheadAttention) -> Any:
     """`nn.MultiheadAttention(query, key, value, ...)`: one id set over embedding and head dims."""
-    if not module._qkv_same_embed_dim:  # separate kdim/vdim projections: kept whole
-        return prop.opaque(node)
-    query = node.args[0] if node.args else node.kwargs["query"]
-    last = len(query.meta["tensor_meta"].shape) - 1
-    ids = prop.channel_dim(node, prop.chan(node, query), last, "MultiheadAttention", source=query)
-    for index, name in ((1, "key"), (2, "value")):
-        other = node.args[index] if len(node.args) > index else node.kwargs.get(name)
-        if isinstance(other, fx.Node) and other is not query:
-            prop.uf.union(ids, prop.channel_dim(node, prop.chan(node, other), last, "MultiheadAttention", source=other))
+    args = [node.args[i] if len(node.args) > i else node.kwargs.get(name)
+            for i, name in enumerate(("query", "key", "value"))]
+    last = len(args[0].meta["tensor_meta"].shape) - 1
+    found = [_embedding_ids(prop, arg, last) for arg in args]
+    if not module._qkv_same_embed_dim or any(ids is None for ids in found):
+        return prop.opaque(node)  # separate kdim/vdim projections, or channels on another dim: kept whole
+    ids = found[0]
+    for other in found[1:]:
+        prop.uf.union(ids, other)
     _tie_heads(prop, ids, module.num_heads)
     name = str(node.target)
     qkv = torch.cat([ids, ids, ids])
@@ -67,8 +76,9 @@ def multihead_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Multi
 
 def window_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Module) -> Any:
     """torchvision Swin (V1/V2) window attention on (B, H, W, C): qkv and proj follow C."""
-    x = prop.chan(node, node.args[0])
-    ids = prop.channel_dim(node, x, 3, type(module).__name__)
+    ids = _embedding_ids(prop, node.args[0], 3)
+    if ids is None:
+        return prop.opaque(node)
     _tie_heads(prop, ids, module.num_heads)
     name = str(node.target)
     prop.record(f"{name}.qkv.weight", 0, torch.cat([ids, ids, ids]))
