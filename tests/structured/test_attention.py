@@ -146,3 +146,20 @@ def test_attention_over_a_non_channel_dim_is_kept_whole():
 
     pruned = prune_channels(ConvThenAttention(), (2, 6), 0.5)
     assert pruned.attn.embed_dim == 6 and pruned(torch.randn(2, 2, 6)).shape == (2, 3)
+
+
+def test_load_pruned_model_rebuilds_a_head_pruned_vision_transformer():
+    from slimkit.structured.netslim import load_pruned_model
+
+    def build():
+        return torchvision.models.VisionTransformer(
+            image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=10
+        ).eval()
+
+    torch.manual_seed(0)
+    pruned = prune_channels(_sharpen(build()), (3, 32, 32), 0.5).eval()
+    loaded = load_pruned_model(build(), pruned.state_dict()).eval()
+    assert loaded.hidden_dim == 16 and loaded.encoder.layers[0].self_attention.head_dim == 4
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), pruned(x), atol=1e-6)

@@ -104,14 +104,19 @@ def patch_merging_pad(prop: ChannelPropagator, node: fx.Node) -> Any:
 KNOWN_FUNCTIONS = {_swin._patch_merging_pad: patch_merging_pad}
 
 
-@torch.no_grad()
-def sync_attention(module: nn.Module, old_width: int) -> None:
-    """Fix width attributes after pruning, and rescale queries so sqrt(head_dim) scaling is unchanged."""
-    if isinstance(module, nn.MultiheadAttention):
+def sync_attention_widths(module: nn.Module) -> None:
+    """Make `nn.MultiheadAttention`'s width attributes match its (resized) projections."""
+    if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
         width = module.in_proj_weight.shape[1]
         module.embed_dim = module.kdim = module.vdim = width
         module.head_dim = width // module.num_heads
-        rescale_queries(module.in_proj_weight, module.in_proj_bias, width, old_width)
+
+
+@torch.no_grad()
+def rescale_attention_queries(module: nn.Module, old_width: int) -> None:
+    """After pruning from `old_width`, keep q·k / sqrt(head_dim) unchanged for the channels kept."""
+    if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
+        rescale_queries(module.in_proj_weight, module.in_proj_bias, module.in_proj_weight.shape[1], old_width)
     elif type(module) is _swin.ShiftedWindowAttention:  # V2 (a subclass) uses cosine attention: no sqrt(d)
         rescale_queries(module.qkv.weight, module.qkv.bias, module.qkv.in_features, old_width)
 

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torchvision.models.vision_transformer import VisionTransformer
 
 
 class ChannelGraphError(ValueError):
@@ -27,22 +28,19 @@ class Chan:
         return self.start + self.ids.ndim
 
 
+# Int attributes that size a reshape in the forward code of known models, each with the parameter
+# whose dim 0 it equals: traced as `Width` so the reshape follows pruning, and rewritten afterwards.
+WIDTH_ATTRIBUTES: dict[type, dict[str, str]] = {VisionTransformer: {"hidden_dim": "conv_proj.weight"}}
+
+
 class Width(int):
     """An int attribute that describes a width (e.g. ViT's `hidden_dim`), swapped in while tracing.
 
     torch.fx bakes attribute values into the graph as constants, and a constant size in a reshape
     cannot follow pruning, so it pins its channels. A `Width` is still that int, but the reshape
-    handler recognises it, ties it to the channels it sizes, and `remove_units` writes the new
-    width back to `owner.attr`.
+    handler lets it follow the channels it sizes, and `remove_units` / `load_pruned_model` write
+    the new width back (`sync_width_attributes`).
     """
-
-    owner: str
-    attr: str
-
-    def __new__(cls, value: int, owner: str, attr: str) -> "Width":
-        width = super().__new__(cls, value)
-        width.owner, width.attr = owner, attr
-        return width
 
 
 @dataclass
@@ -119,7 +117,6 @@ class ChannelGraph:
     tensors: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (qualname, dim) -> ids
     modules: dict[str, ModuleRecord] = field(default_factory=dict)
     opaque: list[str] = field(default_factory=list)  # nodes whose channels were pinned, for reports
-    widths: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)  # (module, attr) -> ids it counts
 
     def groups(self) -> list[ChannelGroup]:
         """Prunable groups: unpinned units, grouped by the exact set of tensor slices they touch."""

@@ -18,11 +18,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
-from torchvision.models.vision_transformer import VisionTransformer
 
 from slimkit.structured.attention import WINDOW_ATTENTION
 from slimkit.structured.channels import (
-    Chan, ChannelGraph, ChannelGraphError, ChannelGroup, ModuleRecord, SizeOf, UnionFind, Width,
+    WIDTH_ATTRIBUTES, Chan, ChannelGraph, ChannelGraphError, ChannelGroup, ModuleRecord, SizeOf, UnionFind, Width,
 )
 from slimkit.structured.propagate import ChannelPropagator
 
@@ -68,19 +67,15 @@ def example_inputs(input_shape: Sequence[int] | torch.Tensor | tuple, batch_size
     return (torch.randn(batch_size, *input_shape),)
 
 
-# Int attributes that size a reshape in the forward code of known models; swapped for `Width` while
-# tracing so those reshapes follow pruning (`remove_units` writes the new width back).
-WIDTH_ATTRIBUTES: dict[type, tuple[str, ...]] = {VisionTransformer: ("hidden_dim",)}
-
-
 @contextmanager
 def _widths_marked(model: nn.Module) -> Iterator[None]:
+    """Swap the WIDTH_ATTRIBUTES of `model` for `Width` ints while tracing, then restore them."""
     saved: list[tuple[nn.Module, str, int]] = []
-    for name, module in model.named_modules():
+    for module in model.modules():
         for attr in WIDTH_ATTRIBUTES.get(type(module), ()):
             value = getattr(module, attr)
             saved.append((module, attr, value))
-            setattr(module, attr, Width(value, name, attr))
+            setattr(module, attr, Width(value))
     try:
         yield
     finally:

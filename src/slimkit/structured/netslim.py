@@ -16,7 +16,10 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from slimkit.structured.prune import _replace_tensor, prune_channels, sync_attributes, width_attributes
+from slimkit.structured.attention import sync_attention_widths
+from slimkit.structured.prune import (
+    _replace_tensor, prune_channels, sync_attributes, sync_width_attributes, width_attributes,
+)
 from slimkit.train.callbacks import Callback, StepState
 
 _BATCHNORMS = nn.modules.batchnorm._BatchNorm
@@ -76,6 +79,8 @@ def load_pruned_model(model: nn.Module, pruned_state_dict: Mapping[str, torch.Te
         _replace_tensor(module, attr, torch.empty_like(own[key]).resize_(value.shape))
     for module, old in touched.values():
         sync_attributes(module, old)
+        sync_attention_widths(module)
+    sync_width_attributes(model)
     model.load_state_dict(pruned_state_dict)
     return model
 

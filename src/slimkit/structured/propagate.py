@@ -444,9 +444,7 @@ class ChannelPropagator:
             if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
                 sizes = sizes[0]
             if len(sizes) == len(out_shape):
-                for d in range(start, stop):
-                    if isinstance(sizes[d], Width) and stop - start == 1:  # an attribute updated after pruning
-                        self.graph.widths[(sizes[d].owner, sizes[d].attr)] = ids
+                # a Width is an attribute rewritten after pruning (WIDTH_ATTRIBUTES): it follows the channels
                 fixed = [d - start for d in range(start, stop)
                          if isinstance(sizes[d], int) and sizes[d] > 1 and not (isinstance(sizes[d], Width) and stop - start == 1)]
                 if len(fixed) == stop - start:

@@ -9,7 +9,8 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 from torch import nn
 
-from slimkit.structured.attention import ATTENTION, sync_attention
+from slimkit.structured.attention import ATTENTION, rescale_attention_queries, sync_attention_widths
+from slimkit.structured.channels import WIDTH_ATTRIBUTES
 from slimkit.structured.graph import ChannelGraph, build_graph, example_inputs
 from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
 
@@ -42,6 +43,13 @@ def sync_attributes(module: nn.Module, old: dict[str, int]) -> None:
         module.num_groups = module.num_channels // (old["num_channels"] // old["num_groups"])
     elif isinstance(module, nn.LayerNorm) and module.weight is not None:
         module.normalized_shape = tuple(module.weight.shape)
+
+
+def sync_width_attributes(model: nn.Module) -> None:
+    """Rewrite the int attributes of WIDTH_ATTRIBUTES from the tensors whose dim 0 they size."""
+    for module in model.modules():
+        for attr, tensor in WIDTH_ATTRIBUTES.get(type(module), {}).items():
+            setattr(module, attr, module.get_parameter(tensor).shape[0])
 
 
 def width_attributes(module: nn.Module) -> dict[str, int]:
@@ -79,9 +87,9 @@ def remove_units(
             kept = sum(r not in removed for r in graph.uf.roots(record.in_ids).tolist())
             module.normalized_shape = (kept,)
         elif isinstance(module, ATTENTION):
-            sync_attention(module, old_width=record.in_ids.numel())
-    for (owner, attr), ids in graph.widths.items():  # int attributes that the forward code reshapes with
-        setattr(target.get_submodule(owner), attr, sum(r not in removed for r in graph.uf.roots(ids).tolist()))
+            sync_attention_widths(module)
+            rescale_attention_queries(module, old_width=record.in_ids.numel())
+    sync_width_attributes(target)
     return target
 
 
