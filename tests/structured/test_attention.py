@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
 from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
 
 from slimkit.structured import build_graph, prune_channels
@@ -83,6 +84,25 @@ def test_swin_window_attention_prunes_exactly(attention_type):
     assert pruned.attn.qkv.in_features == 8 and pruned.attn.qkv.out_features == 24 and pruned.attn.proj.out_features == 8
 
 
+def test_maxvit_attention_prunes_exactly():
+    class GridNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(3, 16)
+            self.attn = RelativePositionalMultiHeadAttention(16, head_dim=4, max_seq_len=16)
+            self.head = nn.Linear(16, 5)
+
+        def forward(self, x):  # x: (B, G, P, 3), P = 16 positions per window
+            h = self.embed(x)
+            h = h + self.attn(h)
+            return self.head(h.mean((1, 2)))
+
+    torch.manual_seed(0)
+    model = _sharpen(GridNet())
+    pruned, _ = prune_and_compare(model, torch.randn(2, 3, 16, 3), atol=1e-5)
+    assert pruned.attn.n_heads == 4 and pruned.attn.head_dim == 2 and pruned.attn.merge.in_features == 8
+
+
 @torch.no_grad()
 def _sharpen(model: nn.Module) -> nn.Module:
     """Unit-variance projections (torchvision's tiny init makes attention uniform and zeroes ViT's head)."""
@@ -109,6 +129,13 @@ def test_vision_transformer_embedding_and_heads_prune_exactly():
     assert pruned.hidden_dim == pruned.conv_proj.out_channels == 16  # the reshape's width followed pruning
     assert vit.hidden_dim == 32 and type(vit.hidden_dim) is int  # the original keeps a plain int
     assert all(layer.self_attention.embed_dim == 16 for layer in pruned.encoder.layers)
+    assert ratio < 0.4
+
+
+def test_maxvit_prunes_exactly():
+    torch.manual_seed(0)
+    maxvit = torchvision.models.maxvit_t(num_classes=10)
+    pruned, ratio = prune_and_compare(_sharpen(_without_layernorm(maxvit)), torch.randn(2, 3, 224, 224), atol=1e-4)
     assert ratio < 0.4
 
 

@@ -1,14 +1,15 @@
 """Attention layers in the channel graph: pruning per-head dimensions consistently.
 
-`nn.MultiheadAttention` and torchvision's Swin window attention compute their heads from the same
-width as their input (`head_dim = embed_dim / num_heads`), so the embedding channels, the q/k/v
-projections and the output projection form one set of ids. Pruning removes dimension j of *every*
-head at once (ids j, j + d, j + 2d ... are tied), which keeps the heads equal in size, as both
-layers require. Heads stay; their per-head width shrinks.
+`nn.MultiheadAttention` and torchvision's Swin and MaxViT attention compute their heads from the
+same width as their input (`head_dim = embed_dim / num_heads`), so the embedding channels, the
+q/k/v projections and the output projection form one set of ids. Pruning removes dimension j of
+*every* head at once (ids j, j + d, j + 2d ... are tied), which keeps the heads equal in size, as
+these layers require. Heads stay; their per-head width shrinks.
 
 Scaled dot-product attention divides by sqrt(head_dim). When that width shrinks, `rescale_queries`
 multiplies the query projection by sqrt(new / old), so removing channels that were zero leaves the
-attention scores exactly as they were (Swin V2's cosine attention has no such factor).
+attention scores exactly as they were (Swin V2's cosine attention and MaxViT's fixed scale have
+no such factor).
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.fx as fx
 from torch import nn
-from torchvision.models import swin_transformer as _swin
+from torchvision.models import maxvit as _maxvit, swin_transformer as _swin
 
 from slimkit.structured.channels import Chan
 
 if TYPE_CHECKING:
     from slimkit.structured.propagate import ChannelPropagator
 
-WINDOW_ATTENTION = (_swin.ShiftedWindowAttention, _swin.ShiftedWindowAttentionV2)
+# Leaf layers on (..., C) inputs with `qkv`-style and output projections (see `_PROJECTIONS`).
+WINDOW_ATTENTION = (
+    _swin.ShiftedWindowAttention, _swin.ShiftedWindowAttentionV2, _maxvit.RelativePositionalMultiHeadAttention,
+)
 ATTENTION = (nn.MultiheadAttention, *WINDOW_ATTENTION)
+_PROJECTIONS = {  # (q/k/v projection, output projection, attribute holding the head count)
+    _swin.ShiftedWindowAttention: ("qkv", "proj", "num_heads"),
+    _swin.ShiftedWindowAttentionV2: ("qkv", "proj", "num_heads"),
+    _maxvit.RelativePositionalMultiHeadAttention: ("to_qkv", "merge", "n_heads"),
+}
 
 
 def _tie_heads(prop: ChannelPropagator, ids: torch.Tensor, num_heads: int) -> None:
@@ -75,22 +84,25 @@ def multihead_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Multi
 
 
 def window_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Module) -> Any:
-    """torchvision Swin (V1/V2) window attention on (B, H, W, C): qkv and proj follow C."""
-    ids = _embedding_ids(prop, node.args[0], 3)
+    """torchvision Swin (V1/V2) and MaxViT attention on (..., C): q/k/v and output projections follow C."""
+    qkv_name, out_name, heads_attr = _PROJECTIONS[type(module)]
+    last = len(node.args[0].meta["tensor_meta"].shape) - 1
+    ids = _embedding_ids(prop, node.args[0], last)
     if ids is None:
         return prop.opaque(node)
-    _tie_heads(prop, ids, module.num_heads)
+    _tie_heads(prop, ids, getattr(module, heads_attr))
     name = str(node.target)
-    prop.record(f"{name}.qkv.weight", 0, torch.cat([ids, ids, ids]))
-    prop.record(f"{name}.qkv.weight", 1, ids)
-    if module.qkv.bias is not None:
-        prop.record(f"{name}.qkv.bias", 0, torch.cat([ids, ids, ids]))
-    prop.record(f"{name}.proj.weight", 0, ids)
-    prop.record(f"{name}.proj.weight", 1, ids)
-    if module.proj.bias is not None:
-        prop.record(f"{name}.proj.bias", 0, ids)
+    qkv, out = getattr(module, qkv_name), getattr(module, out_name)
+    prop.record(f"{name}.{qkv_name}.weight", 0, torch.cat([ids, ids, ids]))
+    prop.record(f"{name}.{qkv_name}.weight", 1, ids)
+    if qkv.bias is not None:
+        prop.record(f"{name}.{qkv_name}.bias", 0, torch.cat([ids, ids, ids]))
+    prop.record(f"{name}.{out_name}.weight", 0, ids)
+    prop.record(f"{name}.{out_name}.weight", 1, ids)
+    if out.bias is not None:
+        prop.record(f"{name}.{out_name}.bias", 0, ids)
     prop.record_module(name, ids, ids)
-    return Chan(3, ids)
+    return Chan(last, ids)
 
 
 def patch_merging_pad(prop: ChannelPropagator, node: fx.Node) -> Any:
@@ -105,11 +117,13 @@ KNOWN_FUNCTIONS = {_swin._patch_merging_pad: patch_merging_pad}
 
 
 def sync_attention_widths(module: nn.Module) -> None:
-    """Make `nn.MultiheadAttention`'s width attributes match its (resized) projections."""
+    """Make width attributes (MHA's embed_dim/head_dim, MaxViT's head_dim) match the resized projections."""
     if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
         width = module.in_proj_weight.shape[1]
         module.embed_dim = module.kdim = module.vdim = width
         module.head_dim = width // module.num_heads
+    elif isinstance(module, _maxvit.RelativePositionalMultiHeadAttention):
+        module.head_dim = module.merge.in_features // module.n_heads
 
 
 @torch.no_grad()
@@ -117,7 +131,9 @@ def rescale_attention_queries(module: nn.Module, old_width: int) -> None:
     """After pruning from `old_width`, keep q·k / sqrt(head_dim) unchanged for the channels kept."""
     if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
         rescale_queries(module.in_proj_weight, module.in_proj_bias, module.in_proj_weight.shape[1], old_width)
-    elif type(module) is _swin.ShiftedWindowAttention:  # V2 (a subclass) uses cosine attention: no sqrt(d)
+    # Swin V2 (a subclass) uses cosine attention, and MaxViT a fixed scale set from the original width:
+    # neither depends on the pruned head width.
+    elif type(module) is _swin.ShiftedWindowAttention:
         rescale_queries(module.qkv.weight, module.qkv.bias, module.qkv.in_features, old_width)
 
 

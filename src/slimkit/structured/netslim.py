@@ -79,6 +79,7 @@ def load_pruned_model(model: nn.Module, pruned_state_dict: Mapping[str, torch.Te
         _replace_tensor(module, attr, torch.empty_like(own[key]).resize_(value.shape))
     for module, old in touched.values():
         sync_attributes(module, old)
+    for module in model.modules():  # attention widths live on the parent of the resized projections
         sync_attention_widths(module)
     sync_width_attributes(model)
     model.load_state_dict(pruned_state_dict)
