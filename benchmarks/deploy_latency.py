@@ -51,7 +51,7 @@ def ort_runner(path: Path) -> Callable[[int], Runner]:
     return lambda batch: (lambda x: run_session(session, x))
 
 
-def openvino_runner(path: Path, shape: tuple[int, ...]) -> Callable[[int], Runner]:
+def openvino_runner(path: Path, shape: tuple[int, ...], precision: str) -> Callable[[int], Runner]:
     import openvino as ov
 
     core = ov.Core()
@@ -59,7 +59,8 @@ def openvino_runner(path: Path, shape: tuple[int, ...]) -> Callable[[int], Runne
     def make(batch: int) -> Runner:
         model = core.read_model(str(path))
         model.reshape([batch, *shape])  # a static shape per batch size, as deployments compile it
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY"})
+        config = {"INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        compiled = core.compile_model(model, "CPU", config)
         request = compiled.create_infer_request()
         return lambda x: request.infer({0: x})
     return make
@@ -86,11 +87,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds at batch 1 (a third of it, >= 3, above)")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
+    runtimes = ["PyTorch eager", "onnxruntime"]
+    openvino_precisions: list[str] = []
     try:
-        import openvino  # noqa: F401
-        runtimes = ["PyTorch eager", "onnxruntime", "OpenVINO"]
+        import openvino as ov
+
+        # fp32 for a like-for-like row; OpenVINO's default on CPUs with AMX/AVX512-BF16 is bf16, what a
+        # deployment gets unless it asks otherwise, so that row is added where the CPU has it.
+        openvino_precisions = ["f32"] + (["bf16"] if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+                                         else [])
+        runtimes += [f"OpenVINO {p}" for p in openvino_precisions]
     except ImportError:
-        runtimes = ["PyTorch eager", "onnxruntime"]
         print("openvino is not installed: its rows are skipped (pip install openvino)", flush=True)
     shape = (3, args.size, args.size)
     rows = []
@@ -107,7 +114,8 @@ def main() -> None:
             makers = {
                 "PyTorch eager": [eager_runner(dense), eager_runner(pruned)],
                 "onnxruntime": [ort_runner(p) for p in paths],
-                "OpenVINO": [openvino_runner(p, shape) for p in paths] if "OpenVINO" in runtimes else [],
+                **{f"OpenVINO {precision}": [openvino_runner(p, shape, precision) for p in paths]
+                   for precision in openvino_precisions},
             }
             for runtime in runtimes:
                 for batch in args.batches:
@@ -140,7 +148,7 @@ def main() -> None:
         )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines += ["", f"Load average (1, 5, 15 min) when the measurement ended: {load}."]
-    if "OpenVINO" not in runtimes:
+    if not openvino_precisions:
         lines.append("OpenVINO was not installed for this run (`pip install openvino`).")
     write_section("deploy-latency", "\n".join(lines))
     print("\n".join(lines))
