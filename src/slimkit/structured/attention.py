@@ -44,6 +44,22 @@ def _tie_heads(prop: ChannelPropagator, ids: torch.Tensor, num_heads: int) -> No
     prop.uf.union(per_head[:1].expand_as(per_head), per_head)
 
 
+def _record_projections(
+    prop: ChannelPropagator, ids: torch.Tensor, qkv_weight: str, qkv_bias: str | None, out_linear: str, out_bias: bool,
+) -> None:
+    """The q/k/v projection's rows (q, k and v each follow `ids`) and columns, and the output
+    projection's rows and columns: every one of them is sliced by the same embedding channels."""
+    three = torch.cat([ids, ids, ids])
+    prop.record(qkv_weight, 0, three)
+    prop.record(qkv_weight, 1, ids)
+    if qkv_bias is not None:
+        prop.record(qkv_bias, 0, three)
+    prop.record(f"{out_linear}.weight", 0, ids)
+    prop.record(f"{out_linear}.weight", 1, ids)
+    if out_bias:
+        prop.record(f"{out_linear}.bias", 0, ids)
+
+
 def _embedding_ids(prop: ChannelPropagator, arg: Any, dim: int) -> torch.Tensor | None:
     """The channel ids of `arg` along `dim`, or None when its channels are tracked elsewhere."""
     chan = prop.info.get(arg) if isinstance(arg, fx.Node) else None
@@ -66,18 +82,11 @@ def multihead_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Multi
         prop.uf.union(ids, other)
     _tie_heads(prop, ids, module.num_heads)
     name = str(node.target)
-    qkv = torch.cat([ids, ids, ids])
-    prop.record(f"{name}.in_proj_weight", 0, qkv)
-    prop.record(f"{name}.in_proj_weight", 1, ids)
-    if module.in_proj_bias is not None:
-        prop.record(f"{name}.in_proj_bias", 0, qkv)
+    qkv_bias = f"{name}.in_proj_bias" if module.in_proj_bias is not None else None
+    _record_projections(prop, ids, f"{name}.in_proj_weight", qkv_bias, f"{name}.out_proj", module.out_proj.bias is not None)
     for attr in ("bias_k", "bias_v"):  # shape (1, 1, E)
         if getattr(module, attr) is not None:
             prop.record(f"{name}.{attr}", 2, ids)
-    prop.record(f"{name}.out_proj.weight", 0, ids)
-    prop.record(f"{name}.out_proj.weight", 1, ids)
-    if module.out_proj.bias is not None:
-        prop.record(f"{name}.out_proj.bias", 0, ids)
     prop.record_module(name, ids, ids)
     weights_meta = node.meta.get("tensor_meta")[1]
     return [Chan(last, ids), prop.fresh(weights_meta, pinned=True)]
@@ -93,14 +102,8 @@ def window_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Module) 
     _tie_heads(prop, ids, getattr(module, heads_attr))
     name = str(node.target)
     qkv, out = getattr(module, qkv_name), getattr(module, out_name)
-    prop.record(f"{name}.{qkv_name}.weight", 0, torch.cat([ids, ids, ids]))
-    prop.record(f"{name}.{qkv_name}.weight", 1, ids)
-    if qkv.bias is not None:
-        prop.record(f"{name}.{qkv_name}.bias", 0, torch.cat([ids, ids, ids]))
-    prop.record(f"{name}.{out_name}.weight", 0, ids)
-    prop.record(f"{name}.{out_name}.weight", 1, ids)
-    if out.bias is not None:
-        prop.record(f"{name}.{out_name}.bias", 0, ids)
+    qkv_bias = f"{name}.{qkv_name}.bias" if qkv.bias is not None else None
+    _record_projections(prop, ids, f"{name}.{qkv_name}.weight", qkv_bias, f"{name}.{out_name}", out.bias is not None)
     prop.record_module(name, ids, ids)
     return Chan(last, ids)
 
