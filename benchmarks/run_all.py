@@ -25,6 +25,8 @@ STEPS = [
      "--seed", "0", "--workers", "2"],
     ["structured_speed.py", "--size", "224"],
     ["deploy_latency.py", "--models", "resnet50", "vgg16", "--batches", "1", "16"],
+    ["netslim_fmnist.py", "--models", "resnet20", "--epochs", "10", "--finetune-epochs", "5", "--ratios", "0.5", "0.7",
+     "--seeds", "0", "--workers", "2", "--threads", "1"],
     ["quant_distill.py", "--epochs", "3", "--kd-epochs", "3", "--seeds", "0", "1"],
 ]
 
