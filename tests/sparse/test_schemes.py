@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from slimkit.sparse.schemes import (
+    PATTERN_DENSITY,
     PATTERNS,
     BlockScheme,
     ChannelScheme,
@@ -90,14 +91,17 @@ def test_general_schemes_make_valid_masks(data, scheme, shape, density):
 @given(data=st.data(), shape=pattern_shapes, fraction=st.floats(0.001, 1.0), patterns=st.integers(1, 8))
 def test_pattern_masks_are_valid(data, shape, fraction, patterns):
     scheme = PatternScheme(num_patterns=patterns)
-    mask = check_mask(scheme, data.draw(scores_of(shape)), fraction * 4 / 9)
+    density = fraction * 4 / 9
+    mask = check_mask(scheme, data.draw(scores_of(shape)), density)
     kernels = mask.reshape(-1, 3, 3)
     library = PATTERNS[:patterns]
     for kernel in kernels[kernels.any(-1).any(-1)]:
         assert any(torch.equal(kernel, pattern) for pattern in library)
     per_filter = mask.any(-1).any(-1).sum(1)
     assert (per_filter == per_filter[0]).all()
-    expected = min(max(round(fraction * shape[1]), 1), shape[1])
+    # kernels per filter = round(density / (4/9) * in_channels), in the scheme's float arithmetic
+    # (fraction * 4/9 / (4/9) can land just above a .5 tie that round(fraction * in) would break down)
+    expected = min(max(round(density / PATTERN_DENSITY * shape[1]), 1), shape[1])
     assert int(per_filter[0]) == expected
 
 
