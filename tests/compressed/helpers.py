@@ -4,6 +4,14 @@ import torch
 from torch import nn
 
 from slimkit.compressed import compressed_layers
+from slimkit.methods import MEST, PhasedMEST, soft_memory_bound_phases
+
+
+def make_mest(method: str, model: nn.Module, sparsity: float, **common):
+    """Vanilla MEST (mutation rate 0.3) or MEST+EM&S at `sparsity`, with the shared settings `common`."""
+    if method == "mest":
+        return MEST(model, sparsity=sparsity, mutation_rate=0.3, **common)
+    return PhasedMEST(model, sparsity=sparsity, phases=soft_memory_bound_phases(sparsity), **common)
 
 
 def train_compressed_dst(model: nn.Module, dst, steps: int = 20, classes: int = 4) -> int:

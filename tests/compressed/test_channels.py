@@ -11,12 +11,12 @@ from slimkit.compressed import (
 )
 from slimkit.config import make_config
 from slimkit.export import ModelFileError, load_model
-from slimkit.methods import MEST, PhasedMEST, soft_memory_bound_phases
+from slimkit.methods import PhasedMEST, soft_memory_bound_phases
 from slimkit.runner import train_run
 from slimkit.sparse.masking import apply_masks, original_weight
 from slimkit.sparse.schemes import ChannelScheme
 
-from tests.compressed.helpers import train_compressed_dst
+from tests.compressed.helpers import make_mest, train_compressed_dst
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
@@ -178,11 +178,8 @@ def _conv_net():
 @pytest.mark.parametrize("method", ["mest", "mest-ems"])
 def test_dynamic_sparse_training_keeps_whole_channels_in_compressed_storage(method):
     model = _conv_net()
-    common = dict(sparsity=0.75, scheme="channel", update_every=2, seed=0, dense_layers=["0"])
-    if method == "mest":
-        dst = MEST(model, mutation_rate=0.3, **common)
-    else:
-        dst = PhasedMEST(model, phases=soft_memory_bound_phases(0.75), **common)
+    common = dict(scheme="channel", update_every=2, seed=0, dense_layers=["0"])
+    dst = make_mest(method, model, 0.75, **common)
     dst.bind(None, total_steps=20)
     dst.use_compressed_storage(["2", "5"])
     assert all(isinstance(compressed_layers(model)[n], ChannelConv2d) for n in ("2", "5"))

@@ -6,11 +6,10 @@ from torch import nn
 
 from slimkit.compressed import compress, compressed_layers
 from slimkit.compressed.units import PatternUnits, SegmentUnits
-from slimkit.methods import MEST, PhasedMEST, soft_memory_bound_phases
 from slimkit.sparse.masking import apply_masks
 from slimkit.sparse.schemes import PatternScheme
 
-from tests.compressed.helpers import train_compressed_dst
+from tests.compressed.helpers import make_mest, train_compressed_dst
 
 SHAPE = (6, 10, 3, 3)
 
@@ -78,11 +77,8 @@ def test_dynamic_sparse_training_under_the_pattern_scheme_in_compressed_storage(
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
                           nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(16, 4))
-    common = dict(sparsity=0.8, scheme="pattern", update_every=2, seed=0, dense_layers=["0"])
-    if method == "mest":
-        dst = MEST(model, mutation_rate=0.3, **common)
-    else:
-        dst = PhasedMEST(model, phases=soft_memory_bound_phases(0.8), **common)
+    common = dict(scheme="pattern", update_every=2, seed=0, dense_layers=["0"])
+    dst = make_mest(method, model, 0.8, **common)
     dst.bind(None, total_steps=20)
     assert dst.use_compressed_storage() == ["2", "4"]  # "0" stays dense; the Linear has no 3x3 kernels
     moved = train_compressed_dst(model, dst)
