@@ -4,13 +4,17 @@ LayerNorm's statistics do change when channels go)."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
 from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
 
 from slimkit.structured import build_graph, prune_channels
-from tests.structured.helpers import prune_and_compare
+from slimkit.structured.channels import WIDTH_ATTRIBUTES
+from slimkit.structured.importance import select_units, unit_scores
+from slimkit.structured.prune import remove_units
+from tests.structured.helpers import prune_and_compare, zero_units
 
 
 class SelfAttentionNet(nn.Module):
@@ -190,3 +194,123 @@ def test_load_pruned_model_rebuilds_a_head_pruned_vision_transformer():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded(x), pruned(x), atol=1e-6)
+
+
+# ---- attention written inline in a model's forward --------------------------------------------
+
+
+class FusedQKVAttention(nn.Module):
+    """timm's ViT attention: one qkv Linear, heads by reshape + permute, explicit scale or SDPA."""
+
+    def __init__(self, dim: int, num_heads: int, sdpa: bool, index: bool = False):
+        super().__init__()
+        self.num_heads, self.sdpa, self.index = num_heads, sdpa, index
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (qkv[0], qkv[1], qkv[2]) if self.index else qkv.unbind(0)
+        if self.sdpa:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            x = attn.softmax(dim=-1) @ v
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class CausalSelfAttention(nn.Module):
+    """nanoGPT's attention: split into q, k, v by the embedding width, heads from `C // n_head`."""
+
+    def __init__(self, n_embd: int, n_head: int):
+        super().__init__()
+        self.n_embd, self.n_head = n_embd, n_head
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.c_proj = nn.Linear(n_embd, n_embd)
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class InlineBlock(nn.Module):
+    def __init__(self, attention: nn.Module, dim: int = 32):
+        super().__init__()
+        self.embed = nn.Linear(6, dim)
+        self.attn = attention
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.head = nn.Linear(dim, 5)
+
+    def forward(self, x):
+        h = self.embed(x)
+        h = h + self.attn(h)
+        h = h + self.mlp(h)
+        return self.head(h.mean(1))
+
+
+@pytest.mark.parametrize("sdpa,index", [(False, False), (True, False), (False, True)])
+def test_fused_qkv_attention_written_inline_prunes_head_dims_exactly(sdpa, index):
+    torch.manual_seed(0)
+    model = _sharpen(InlineBlock(FusedQKVAttention(32, 4, sdpa=sdpa, index=index)))
+    pruned, ratio = prune_and_compare(model, torch.randn(2, 7, 6), atol=1e-5)
+    assert pruned.attn.qkv.weight.shape == (48, 16) and pruned.attn.proj.weight.shape == (16, 16)
+    assert ratio < 0.35
+    graph = build_graph(model, torch.randn(2, 7, 6))
+    roots = graph.uf.roots(graph.tensors[("attn.qkv.weight", 0)]).reshape(3, 4, 8)  # (q/k/v, head, dim)
+    assert (roots == roots[:1, :1]).all()  # dimension j of q, k and v in every head is one unit
+    assert len(set(roots[0, 0].tolist())) == 8
+    assert len(graph.query_scales) == int(sdpa)
+
+
+def test_sdpa_scale_follows_the_pruned_width():
+    """SDPA divides by sqrt of the new head width: without rescaled queries the scores would change."""
+    torch.manual_seed(0)
+    model = _sharpen(InlineBlock(FusedQKVAttention(32, 4, sdpa=True))).eval()
+    graph = build_graph(model, torch.randn(2, 7, 6))
+    graph.query_scales.clear()
+    selection = select_units(graph.groups(), unit_scores(graph, "l1"), 0.5)
+    reference = zero_units(model, graph, selection.removed).eval()
+    pruned = remove_units(model, graph, selection.removed).eval()
+    x = torch.randn(2, 7, 6)
+    with torch.no_grad():
+        assert (pruned(x) - reference(x)).abs().max() > 1e-2
+
+
+def test_nanogpt_attention_prunes_with_its_width_attribute_registered(monkeypatch):
+    monkeypatch.setitem(WIDTH_ATTRIBUTES, CausalSelfAttention, {"n_embd": "c_proj.weight"})
+    torch.manual_seed(0)
+    model = _sharpen(InlineBlock(CausalSelfAttention(32, 4)))
+    pruned, ratio = prune_and_compare(model, torch.randn(2, 7, 6), atol=1e-5)
+    assert pruned.attn.n_embd == 16 and type(model.attn.n_embd) is int and model.attn.n_embd == 32
+    assert pruned.attn.c_attn.weight.shape == (48, 16) and ratio < 0.35
+
+
+def test_nanogpt_attention_without_the_attribute_keeps_its_width():
+    """`split(self.n_embd)` is a literal size unless registered: the embedding is kept, the MLP pruned."""
+    pruned = prune_channels(InlineBlock(CausalSelfAttention(32, 4)), (7, 6), 0.5)
+    assert pruned.attn.c_attn.weight.shape == (96, 32) and pruned.mlp[0].out_features == 32
+    assert pruned(torch.randn(2, 7, 6)).shape == (2, 5)
+
+
+def test_matmul_with_a_weight_matrix_follows_its_columns():
+    """x @ W: x's channels meet W's rows, which the graph does not slice, so x keeps them; the
+    output's channels are W's columns and prune with the layer that reads them."""
+
+    class MatrixNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(6, 8)
+            self.weight = nn.Parameter(torch.randn(8, 12))
+            self.head = nn.Linear(12, 3)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.embed(x) @ self.weight))
+
+    torch.manual_seed(0)
+    pruned, _ = prune_and_compare(MatrixNet(), torch.randn(2, 6), atol=1e-5)
+    assert pruned.weight.shape == (8, 6) and pruned.embed.out_features == 8 and pruned.head.in_features == 6

@@ -1,4 +1,4 @@
-"""Attention layers in the channel graph: pruning per-head dimensions consistently.
+"""Attention in the channel graph: pruning per-head dimensions consistently.
 
 `nn.MultiheadAttention` and torchvision's Swin and MaxViT attention compute their heads from the
 same width as their input (`head_dim = embed_dim / num_heads`), so the embedding channels, the
@@ -10,6 +10,12 @@ Scaled dot-product attention divides by sqrt(head_dim). When that width shrinks,
 multiplies the query projection by sqrt(new / old), so removing channels that were zero leaves the
 attention scores exactly as they were (Swin V2's cosine attention and MaxViT's fixed scale have
 no such factor).
+
+Attention written inline (a fused qkv Linear, reshape into heads, `q @ k.transpose(-2, -1)` or
+`F.scaled_dot_product_attention`, then back) is followed op by op: `matmul` ties the two operands'
+contracted channels, so q's and k's dimension j go together, and carries v's channels through
+`scores @ v`. When `scaled_dot_product_attention` derives its scale from the pruned width, the
+producers of the queries are rescaled the same way (`QueryScale`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch.fx as fx
 from torch import nn
 from torchvision.models import maxvit as _maxvit, swin_transformer as _swin
 
-from slimkit.structured.channels import Chan
+from slimkit.structured.channels import Chan, ChannelGraph, QueryScale, Spread, spread_of
 
 if TYPE_CHECKING:
     from slimkit.structured.propagate import ChannelPropagator
@@ -106,6 +112,161 @@ def window_attention(prop: ChannelPropagator, node: fx.Node, module: nn.Module) 
     _record_projections(prop, ids, f"{name}.{qkv_name}.weight", qkv_bias, f"{name}.{out_name}", out.bias is not None)
     prop.record_module(name, ids, ids)
     return Chan(last, ids)
+
+
+def _operand(prop: ChannelPropagator, arg: Any) -> Spread | None:
+    """An operand's channel ids, or None when it has none that pruning could change (all pinned)."""
+    spread = spread_of(prop.info.get(arg)) if isinstance(arg, fx.Node) else None
+    return None if spread is None or prop.is_pinned(spread.ids) else spread
+
+
+def _tie(prop: ChannelPropagator, a: Spread, a_labels: dict, b: Spread, b_labels: dict) -> bool:
+    """Union a's and b's ids element by element where their labelled dims meet (ids are constant
+    along a dim an operand does not track). False when the two disagree on a dim's size."""
+    names = list(dict.fromkeys([a_labels[d] for d in a.dims] + [b_labels[d] for d in b.dims]))
+    sizes: dict[Any, int] = {}
+    for spread, labels in ((a, a_labels), (b, b_labels)):
+        for d, size in zip(spread.dims, spread.ids.shape):
+            if sizes.setdefault(labels[d], size) != size:
+                return False
+
+    def arranged(spread: Spread, labels: dict) -> torch.Tensor:
+        own = [labels[d] for d in spread.dims]
+        ids = spread.ids.permute(*[own.index(n) for n in names if n in own])
+        return ids.reshape([sizes[n] if n in own else 1 for n in names]).expand([sizes[n] for n in names])
+
+    prop.uf.union(arranged(a, a_labels), arranged(b, b_labels))
+    return True
+
+
+def _contract(
+    prop: ChannelPropagator, a: Spread | None, a_labels: dict, b: Spread | None, b_labels: dict, n_batch: int
+) -> bool:
+    """Operands multiplied and summed over the dims labelled "k": channel j of one meets channel j
+    of the other, so they must go together. Returns whether their channels were tied. Otherwise an
+    operand whose "k" dim carries channels is kept whole (a sum over channels changes when they go).
+    Tying needs both operands' other channel dims to be batch dims (output dims < `n_batch`), such
+    as the heads."""
+    a_k = a is not None and "k" in [a_labels[d] for d in a.dims]
+    b_k = b is not None and "k" in [b_labels[d] for d in b.dims]
+    batch_only = a_k and b_k and all(
+        labels[d] == "k" or isinstance(labels[d], int) and labels[d] < n_batch
+        for spread, labels in ((a, a_labels), (b, b_labels)) for d in spread.dims
+    )
+    if batch_only and _tie(prop, a, a_labels, b, b_labels):
+        return True
+    for spread, has_k in ((a, a_k), (b, b_k)):
+        if has_k:
+            prop.uf.pin(spread.ids)
+    return False
+
+
+def _carry(prop: ChannelPropagator, node: fx.Node, sides: list[tuple[Spread, dict]]) -> Any:
+    """The output's ids: those of the operands' uncontracted dims, placed at their output dims."""
+    out_shape = tuple(node.meta["tensor_meta"].shape)
+    placed = []
+    for spread, labels in sides:
+        dims = [labels[d] for d in spread.dims]
+        if any(not isinstance(d, int) or out_shape[d] != n for d, n in zip(dims, spread.ids.shape)):
+            prop.uf.pin(spread.ids)
+        else:
+            placed.append((dims, spread.ids))
+    if len(placed) == 2:  # both operands carry channels into the output
+        (dims_a, ids_a), (dims_b, ids_b) = placed
+        if dims_a == dims_b and ids_a.shape == ids_b.shape:
+            prop.uf.union(ids_a, ids_b)
+        else:  # two independent channel sets in one tensor cannot be followed
+            prop.uf.pin(ids_a)
+            prop.uf.pin(ids_b)
+            placed = []
+    return prop.tidy(node, *placed[0]) if placed else prop.fresh(node.meta["tensor_meta"], pinned=True)
+
+
+def _matmul_labels(ndim: int, out_ndim: int, contracted: int, kept: int) -> dict:
+    """Each operand dim's output dim (batch dims align right), or "k" for the contracted dim."""
+    labels: dict = {d: out_ndim - ndim + d for d in range(ndim - 2)}
+    labels.update({contracted: "k", kept: out_ndim - 2 if kept == ndim - 2 else out_ndim - 1})
+    return labels
+
+
+def matmul(prop: ChannelPropagator, node: fx.Node) -> Any:
+    """`a @ b` (matmul/bmm): a's last dim meets b's second to last; the rest carry to the output."""
+    a_arg = _arg_or_default(node, 0, "input")
+    b_arg = _arg_or_default(node, 1, "other") if "mat2" not in node.kwargs else node.kwargs["mat2"]
+    shapes = [arg.meta["tensor_meta"].shape if isinstance(arg, fx.Node) else () for arg in (a_arg, b_arg)]
+    if min(len(shape) for shape in shapes) < 2:
+        return prop.opaque(node)
+    out_ndim = len(node.meta["tensor_meta"].shape)
+    na, nb = len(shapes[0]), len(shapes[1])
+    a_labels = _matmul_labels(na, out_ndim, contracted=na - 1, kept=na - 2)
+    b_labels = _matmul_labels(nb, out_ndim, contracted=nb - 2, kept=nb - 1)
+    a, b = _operand(prop, a_arg), _operand(prop, b_arg)
+    if _contract(prop, a, a_labels, b, b_labels, n_batch=out_ndim - 2):
+        return prop.fresh(node.meta["tensor_meta"], pinned=True)  # q @ k.T: scores carry no channels
+    sides = [(s, l) for s, l in ((a, a_labels), (b, b_labels)) if s is not None and not prop.is_pinned(s.ids)]
+    return _carry(prop, node, sides)
+
+
+def scaled_dot_product_attention(prop: ChannelPropagator, node: fx.Node) -> Any:
+    """`F.scaled_dot_product_attention(q, k, v)`: q and k meet over their last dim, v's last dim is
+    the output's. With no explicit `scale`, pruning the q/k width changes the scale: recorded."""
+    names = ("query", "key", "value")
+    q_arg, k_arg, v_arg = (node.args[i] if len(node.args) > i else node.kwargs[n] for i, n in enumerate(names))
+    for arg in list(node.args[3:]) + [v for k, v in node.kwargs.items() if k not in names]:
+        prop.pin_value(prop.info.get(arg) if isinstance(arg, fx.Node) else None)  # attn_mask
+    nq, nk, nv = (len(arg.meta["tensor_meta"].shape) for arg in (q_arg, k_arg, v_arg))
+    out_ndim = len(node.meta["tensor_meta"].shape)
+    q_labels = {d: d for d in range(nq - 1)} | {nq - 1: "k"}  # the scores' dims
+    k_labels = {d: nq - nk + d for d in range(nk - 2)} | {nk - 2: "s", nk - 1: "k"}
+    q, k = _operand(prop, q_arg), _operand(prop, k_arg)
+    if _contract(prop, q, q_labels, k, k_labels, n_batch=nq - 2) and _arg_or_default(node, 6, "scale") is None:
+        targets = _query_producers(prop, q.ids)
+        if targets:
+            prop.graph.query_scales.append(QueryScale(q.ids.movedim(q.dims.index(nq - 1), -1), targets))
+        else:  # nothing to rescale: keep the width, so that the scale stays right
+            prop.uf.pin(q.ids)
+    v = _operand(prop, v_arg)
+    v_labels = {d: out_ndim - nv + d for d in range(nv - 2)} | {nv - 2: "s", nv - 1: out_ndim - 1}
+    if v is not None and nv - 2 in v.dims:  # channels along the keys' length: summed over, keep them
+        prop.uf.pin(v.ids)
+        v = None
+    return _carry(prop, node, [(v, v_labels)] if v is not None else [])
+
+
+def _arg_or_default(node: fx.Node, index: int, name: str) -> Any:
+    return node.args[index] if len(node.args) > index else node.kwargs.get(name)
+
+
+def _query_producers(prop: ChannelPropagator, query_ids: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """The rows that make the queries: of an affine norm applied to them if there is one (its output
+    scale is its weight and bias), else of the Linear/conv that computed them."""
+    found: dict[str, list[tuple[str, torch.Tensor]]] = {"norm": [], "projection": []}
+    for (qualname, dim), ids in prop.graph.tensors.items():
+        module_name, _, attr = qualname.rpartition(".")
+        rows = torch.isin(ids, query_ids.flatten()).nonzero().flatten()
+        if dim != 0 or attr not in ("weight", "bias") or rows.numel() == 0:
+            continue
+        module = prop.graph.model.get_submodule(module_name)
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            found["projection"].append((qualname, rows))
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)):
+            found["norm"].append((qualname, rows))
+    return found["norm"] or found["projection"]
+
+
+@torch.no_grad()
+def apply_query_scales(model: nn.Module, graph: ChannelGraph, removed: torch.Tensor) -> None:
+    """Before slicing: multiply each query producer by sqrt(E_new / E) (see `QueryScale`)."""
+    for scale in graph.query_scales:
+        kept = ~torch.isin(graph.uf.roots(scale.ids), removed)
+        width = scale.ids.shape[-1]
+        new_width = int(kept.reshape(-1, width).sum(1).max())
+        if new_width == width:
+            continue
+        for qualname, rows in scale.targets:
+            module_name, _, attr = qualname.rpartition(".")
+            tensor = getattr(model.get_submodule(module_name), attr)
+            tensor[rows] *= (new_width / width) ** 0.5
 
 
 def patch_merging_pad(prop: ChannelPropagator, node: fx.Node) -> Any:

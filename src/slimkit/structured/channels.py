@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence, Union
 
 import torch
 from torch import nn
@@ -28,9 +28,30 @@ class Chan:
         return self.start + self.ids.ndim
 
 
-# Int attributes that size a reshape in the forward code of known models, each with the parameter
-# whose dim 0 it equals: traced as `Width` so the reshape follows pruning, and rewritten afterwards.
-WIDTH_ATTRIBUTES: dict[type, dict[str, str]] = {VisionTransformer: {"hidden_dim": "conv_proj.weight"}}
+# Int attributes that size a reshape in the forward code of known models: traced as `Width` so the
+# reshape follows pruning, and rewritten afterwards. Each maps to the parameter whose dim 0 it
+# equals, or to a function of the pruned module. Keys are classes, or "module.Class" paths for
+# libraries slimkit does not import (timm).
+WidthRule = Union[str, Callable[[nn.Module], int]]
+WIDTH_ATTRIBUTES: dict[type | str, dict[str, WidthRule]] = {
+    VisionTransformer: {"hidden_dim": "conv_proj.weight"},
+    "timm.layers.attention.Attention": {
+        "head_dim": lambda m: m.qkv.out_features // (3 * m.num_heads),
+        "attn_dim": lambda m: m.proj.in_features,
+    },
+}
+
+
+def declared_widths(module: nn.Module) -> dict[str, WidthRule]:
+    """The WIDTH_ATTRIBUTES entry of `module`'s class (looked up by class, then by its path), for
+    the attributes the module has (another version of a library may not)."""
+    cls = type(module)
+    rules = WIDTH_ATTRIBUTES.get(cls) or WIDTH_ATTRIBUTES.get(f"{cls.__module__}.{cls.__qualname__}", {})
+    return {attr: rule for attr, rule in rules.items() if isinstance(getattr(module, attr, None), int)}
+
+
+def declared_width(module: nn.Module, rule: WidthRule) -> int:
+    return module.get_parameter(rule).shape[0] if isinstance(rule, str) else int(rule(module))
 
 
 class Width(int):
@@ -44,13 +65,62 @@ class Width(int):
 
 
 @dataclass
-class SizeOf:
-    """A python int (or shape tuple when `dim` is None) read from a tensor's shape; `derived` after arithmetic."""
+class Spread:
+    """Channel ids over dims that need not be adjacent (heads and head dims after attention's permute).
 
-    chan: Chan
+    `dims` ascend and `ids.shape` holds their sizes. Only the handlers that can follow such a layout
+    (permutes, indexing, elementwise ops, matmul, attention) keep it; any other op keeps it whole.
+    """
+
+    dims: tuple[int, ...]
+    ids: torch.Tensor
+
+
+def spread_of(value: object) -> Spread | None:
+    """`value`'s channel ids in the general (Spread) form, or None for non-tensors."""
+    if isinstance(value, Spread):
+        return value
+    if isinstance(value, Chan):
+        return Spread(tuple(range(value.start, value.stop)), value.ids)
+    return None
+
+
+def tidy(dims: Sequence[int], ids: torch.Tensor) -> Chan | Spread | None:
+    """Sort `dims` (permuting `ids` to match); adjacent dims become a plain Chan, no dims None."""
+    if not dims:
+        return None
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    dims, ids = [dims[i] for i in order], ids.permute(*order)
+    if dims == list(range(dims[0], dims[0] + len(dims))):
+        return Chan(dims[0], ids)
+    return Spread(tuple(dims), ids)
+
+
+@dataclass
+class SizeOf:
+    """A python int (or shape tuple when `dim` is None) read from a tensor's shape.
+
+    `derived` after arithmetic; `divisor` when the arithmetic was `size // k` for a literal k (a
+    per-head width such as `C // num_heads`), which a reshape can still follow.
+    """
+
+    chan: Chan | Spread
     dim: int | None
     ndim: int
     derived: bool = False
+    divisor: int | None = None
+
+
+@dataclass
+class QueryScale:
+    """Scaled dot-product attention's default scale is 1/sqrt(E) of the query width E at run time.
+
+    After pruning E, the rows that produce the queries (`targets`: a tensor and its row indices) are
+    multiplied by sqrt(E_new / E) so that the attention scores of the channels kept do not change.
+    """
+
+    ids: torch.Tensor  # the query ids, E last
+    targets: list[tuple[str, torch.Tensor]]  # (tensor qualname, its dim-0 rows that hold queries)
 
 
 class UnionFind:
@@ -117,6 +187,7 @@ class ChannelGraph:
     tensors: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (qualname, dim) -> ids
     modules: dict[str, ModuleRecord] = field(default_factory=dict)
     opaque: list[str] = field(default_factory=list)  # nodes whose channels were pinned, for reports
+    query_scales: list[QueryScale] = field(default_factory=list)
 
     def groups(self) -> list[ChannelGroup]:
         """Prunable groups: unpinned units, grouped by the exact set of tensor slices they touch."""

@@ -21,7 +21,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from slimkit.structured.attention import WINDOW_ATTENTION
 from slimkit.structured.channels import (
-    WIDTH_ATTRIBUTES, Chan, ChannelGraph, ChannelGraphError, ChannelGroup, ModuleRecord, SizeOf, UnionFind, Width,
+    Chan, ChannelGraph, ChannelGraphError, ChannelGroup, ModuleRecord, SizeOf, UnionFind, Width, declared_widths,
 )
 from slimkit.structured.propagate import ChannelPropagator
 
@@ -72,7 +72,7 @@ def _widths_marked(model: nn.Module) -> Iterator[None]:
     """Swap the WIDTH_ATTRIBUTES of `model` for `Width` ints while tracing, then restore them."""
     saved: list[tuple[nn.Module, str, int]] = []
     for module in model.modules():
-        for attr in WIDTH_ATTRIBUTES.get(type(module), ()):
+        for attr in declared_widths(module):
             value = getattr(module, attr)
             saved.append((module, attr, value))
             setattr(module, attr, Width(value))

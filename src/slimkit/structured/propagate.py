@@ -19,7 +19,9 @@ from torch.fx.passes.shape_prop import TensorMetadata
 from torchvision.ops import stochastic_depth as _stochastic_depth
 
 from slimkit.structured import attention
-from slimkit.structured.channels import Chan, ChannelGraph, ChannelGraphError, ModuleRecord, SizeOf, UnionFind, Width
+from slimkit.structured.channels import (
+    Chan, ChannelGraph, ChannelGraphError, ModuleRecord, SizeOf, Spread, UnionFind, Width, spread_of, tidy,
+)
 
 # ---- op tables -------------------------------------------------------------------------------
 _UNARY_FUNCS = {
@@ -28,17 +30,29 @@ _UNARY_FUNCS = {
     torch.neg, torch.exp, torch.abs, torch.sqrt, F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d,
     F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
     F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.interpolate, operator.neg, torch.Tensor.contiguous,
+    torch.sin, torch.cos, torch.log, torch.rsqrt, torch.reciprocal, torch.erf, torch.square, torch.sign,
+    torch.floor, torch.round, operator.invert, torch.logical_not,
 }
 # torchvision wraps stochastic depth for fx: a per-sample scale, channels pass through
 _UNARY_FUNCS.add(_stochastic_depth)
+# new tensors shaped like their input: tying their channels to it is always safe
+_UNARY_FUNCS |= {torch.zeros_like, torch.ones_like, torch.full_like, torch.empty_like, torch.rand_like, torch.randn_like}
+# tensors made from sizes alone carry no channels of the model
+_FACTORIES = {
+    torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, torch.linspace, torch.eye, torch.tensor,
+    torch.rand, torch.randn,
+}
 _BINARY_FUNCS = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul, operator.isub,
     torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum, torch.pow, operator.pow,
+    torch.addcmul, torch.addcdiv, torch.where, torch.lerp,
 }
 _POINTWISE_METHODS = {
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", "clone", "float", "double", "half", "to",
     "type_as", "detach", "exp", "neg", "abs", "sqrt", "clamp", "clamp_", "clip", "add", "add_", "sub", "sub_",
     "mul", "mul_", "div", "div_", "pow", "expand", "expand_as", "masked_fill", "hardswish", "gelu",
+    "sin", "cos", "log", "rsqrt", "reciprocal", "erf", "square", "sign", "floor", "round", "logical_not", "bool",
+    "int", "long",
 }
 _REDUCE_FUNCS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var}
 _REDUCE_METHODS = {"mean", "sum", "amax", "amin", "std", "var"}
@@ -46,7 +60,7 @@ _RESHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, 
 _RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "unflatten", "view_as", "reshape_as"}
 _SHAPE_ARG_METHODS = {"view", "reshape"}
 _PERMUTE = {torch.permute, torch.transpose, torch.movedim, torch.swapaxes, "permute", "transpose", "movedim", "swapaxes", "t"}
-_OPAQUE = {torch.einsum, torch.matmul, torch.bmm, operator.matmul, F.scaled_dot_product_attention, "matmul", "bmm"}
+_MATMUL = {torch.matmul, torch.bmm, operator.matmul, "matmul", "bmm"}
 _SPLITS = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, "split", "chunk", "tensor_split", "unbind"}
 _PASS_MODULES = (
     nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU,
@@ -111,7 +125,7 @@ class ChannelPropagator:
         return None
 
     def pin_value(self, value: Any) -> None:
-        if isinstance(value, Chan):
+        if isinstance(value, (Chan, Spread)):
             self.uf.pin(value.ids)
         elif isinstance(value, (list, tuple)):
             for v in value:
@@ -146,17 +160,37 @@ class ChannelPropagator:
             return
         self.graph.modules[name] = ModuleRecord(name, in_ids, out_ids)
 
-    def chan(self, node: fx.Node, arg: Any) -> Chan:
+    def value(self, node: fx.Node, arg: Any) -> Chan | Spread:
         value = self.info.get(arg) if isinstance(arg, fx.Node) else None
-        if not isinstance(value, Chan):
+        if not isinstance(value, (Chan, Spread)):
             raise ChannelGraphError(f"{_describe(node)}: expected a tensor input, got {arg!r}")
         return value
 
+    def chan(self, node: fx.Node, arg: Any) -> Chan:
+        """The input's ids on adjacent dims; channels spread over several dims are kept whole here."""
+        value = self.value(node, arg)
+        if isinstance(value, Spread):
+            self.uf.pin(value.ids)
+            fresh = self.uf.new(value.ids.shape[:1])
+            self.uf.pin(fresh)
+            return Chan(value.dims[0], fresh)
+        return value
+
+    def is_pinned(self, ids: torch.Tensor) -> bool:
+        return all(self.uf.is_pinned(i) for i in ids.flatten().tolist())
+
+    def tied_along(self, ids: torch.Tensor, axis: int) -> bool:
+        """Every slice of `ids` along `axis` is the same units: that dim can never shrink."""
+        roots = self.uf.roots(ids)
+        return bool((roots == roots.narrow(axis, 0, 1)).all())
+
+    def tidy(self, node: fx.Node, dims: Sequence[int], ids: torch.Tensor) -> Any:
+        """The output's ids on `dims`; a result without channel dims gets fresh pinned ids."""
+        return tidy(dims, ids) or self.fresh(node.meta.get("tensor_meta"), pinned=True)
+
     def retrack(self, chan: Chan, dim: int, size: int) -> Chan:
         """Channels that are all pinned carry no constraint: follow dim `dim` instead."""
-        if (chan.start != dim or chan.ids.ndim != 1) and all(
-            self.uf.is_pinned(i) for i in chan.ids.flatten().tolist()
-        ):
+        if (chan.start != dim or chan.ids.ndim != 1) and self.is_pinned(chan.ids):
             fresh = self.uf.new((size,))
             self.uf.pin(fresh)
             return Chan(dim, fresh)
@@ -293,10 +327,16 @@ class ChannelPropagator:
             return self.getitem(node)
         if (not is_method and target in _UNARY_FUNCS | _BINARY_FUNCS) or (is_method and target in _POINTWISE_METHODS):
             return self.broadcast(node, _nodes_in((node.args, node.kwargs)))
-        if target in ("softmax", "log_softmax") or target in (F.softmax, F.log_softmax, torch.softmax):
+        if target in ("softmax", "log_softmax", "cumsum", "cumprod") or target in (
+            F.softmax, F.log_softmax, torch.softmax, torch.cumsum, torch.cumprod
+        ):  # along one dim: channels in it are kept
             return self.dim_op(node)
+        if target is F.normalize:  # F.normalize(x, p=2.0, dim=1)
+            return self.dim_op(node, _arg(node, 2, "dim", 1))
         if (is_method and target in _REDUCE_METHODS) or (not is_method and target in _REDUCE_FUNCS):
             return self.reduce(node)
+        if target in (torch.norm, torch.linalg.vector_norm, "norm"):  # (x, p, dim, keepdim)
+            return self.reduce(node, dim_index=2)
         if (is_method and target in _RESHAPE_METHODS) or (not is_method and target in _RESHAPE_FUNCS):
             return self.reshape(node, node.args[0])
         if target in _PERMUTE:
@@ -307,7 +347,21 @@ class ChannelPropagator:
             return self.stack(node)
         if target in _SPLITS:
             return self.split(node)
-        if target in _OPAQUE:  # attention math: the channels of q, k, v and the result are kept
+        if not is_method and target in _FACTORIES:
+            return self.fresh(meta, pinned=True)
+        if target in (torch.roll, "roll"):
+            return self.roll(node)
+        if is_method and target == "repeat":
+            return self.repeat(node)
+        if target in (torch.repeat_interleave, "repeat_interleave"):
+            return self.repeat_interleave(node)
+        if target is F.linear:
+            return self.functional_linear(node)
+        if target in _MATMUL:
+            return attention.matmul(self, node)
+        if target is F.scaled_dot_product_attention:
+            return attention.scaled_dot_product_attention(self, node)
+        if target is torch.einsum:  # arbitrary index algebra: the channels of its operands are kept
             return self.opaque(node)
         if target is F.pad:
             return self.pad(node)
@@ -315,6 +369,8 @@ class ChannelPropagator:
             return self.functional_layer_norm(node)
         if target is F.batch_norm:
             return self.functional_batch_norm(node)
+        if target is F.group_norm:
+            return self.functional_group_norm(node)
         if node.op == "call_function" and target in attention.KNOWN_FUNCTIONS:
             return attention.KNOWN_FUNCTIONS[target](self, node)
         module = getattr(target, "__module__", None) or ""
@@ -329,16 +385,30 @@ class ChannelPropagator:
         """Follow sizes read from tensors (`x.size(1)`, `x.shape[-1] // 2`) to the reshapes using them."""
         if node.op == "call_method" and node.target == "size" or node.target is getattr and node.args[1] == "shape":
             value = self.info.get(node.args[0])
-            if not isinstance(value, Chan):
+            if not isinstance(value, (Chan, Spread)):
                 return None
             ndim = len(_shape(node.args[0]))
             dim = _arg(node, 1, "dim") if node.target == "size" else None
-            return SizeOf(value, None if dim is None else _norm_dim(dim, ndim), ndim)
+            return self.size_of(value, None if dim is None else _norm_dim(dim, ndim), ndim)
         sizes = [self.info.get(a) for a in _nodes_in(node.args)]
         sizes = [v for v in sizes if isinstance(v, SizeOf) and v.dim is not None]
         if sizes and node.op == "call_function" and node.target in _BINARY_FUNCS | {operator.floordiv}:
-            return SizeOf(sizes[0].chan, sizes[0].dim, sizes[0].ndim, derived=True)
+            size, divisor = sizes[0], node.args[1] if len(node.args) > 1 else None
+            per_head = (node.target is operator.floordiv and self.info.get(node.args[0]) is size and not size.derived
+                        and isinstance(divisor, int) and not isinstance(divisor, Width) and divisor > 1)
+            # `C // num_heads` is a per-head width, which a reshape can follow; other arithmetic cannot
+            return SizeOf(size.chan, size.dim, size.ndim, derived=True, divisor=divisor if per_head else None)
         return None
+
+    def size_of(self, value: Chan | Spread, dim: int | None, ndim: int) -> SizeOf:
+        """A size read from a tensor. Sizes of spread-out channel dims are not followed: they pin."""
+        if isinstance(value, Spread) and dim is not None:
+            if dim in value.dims:
+                self.uf.pin(value.ids)
+            fresh = self.uf.new((1,))
+            self.uf.pin(fresh)
+            return SizeOf(Chan(dim, fresh), dim, ndim)
+        return SizeOf(value, dim, ndim)
 
     def check_size_args(self, sizes: Sequence[Any], out: Chan) -> None:
         """A reshape whose sizes come from another tensor's channel dim must keep the two widths equal."""
@@ -352,13 +422,26 @@ class ChannelPropagator:
             if out.start <= d < out.stop:
                 same = sorted(self.uf.find(i) for i in out.ids.flatten().tolist()) == sorted(
                     self.uf.find(i) for i in src.ids.flatten().tolist())
-                if same:
-                    continue
-                if not value.derived and out.ids.ndim == 1 and src.ids.shape == out.ids.shape:
-                    self.uf.union(src.ids, out.ids)
+                if same or self.tie_width(value, out, d):
                     continue
                 self.uf.pin(out.ids)
             self.uf.pin(src.ids)
+
+    def tie_width(self, size: SizeOf, out: Chan, d: int) -> bool:
+        """Reshaped dim `d` is `size` (a channel width C) or `C // k`: tie C's channels to the output
+        dims that together hold C of them (d alone, or the head dims ending at d), so C and the
+        reshape keep matching widths after pruning. False when the layout does not allow it."""
+        src = size.chan
+        if size.derived and size.divisor is None or src.start != size.dim or src.ids.ndim != 1:
+            return False
+        width, last = src.ids.numel(), d - out.start
+        first = next((a for a in range(last, -1, -1) if math.prod(out.ids.shape[a:last + 1]) >= width), None)
+        if first is None or math.prod(out.ids.shape[first:last + 1]) != width or (first < last) != bool(size.divisor):
+            return False
+        rows = out.ids.movedim(tuple(range(first, last + 1)), tuple(range(out.ids.ndim - last - 1 + first, out.ids.ndim)))
+        rows = rows.reshape(-1, width)
+        self.uf.union(src.ids.expand_as(rows), rows)
+        return True
 
     # -- op families
     def broadcast(self, node: fx.Node, args: Sequence[Any]) -> Any:
@@ -366,44 +449,41 @@ class ChannelPropagator:
         out_shape = _shape(node)
         if out_shape is None:
             return self.opaque(node)
-        inputs = [(a, self.info.get(a)) for a in args if isinstance(a, fx.Node) and isinstance(self.info.get(a), Chan)]
-        out: Chan | None = None
-        tied: list[Chan] = []
-        for arg, chan in inputs:
-            shape = _shape(arg)
-            offset = len(out_shape) - len(shape)
-            start = chan.start + offset
-            target = out_shape[start:start + chan.ids.ndim]
-            sizes = tuple(chan.ids.shape)
+        inputs = [(a, spread_of(self.info.get(a))) for a in args if isinstance(a, fx.Node)]
+        out_dims: tuple[int, ...] | None = None
+        tied: list[torch.Tensor] = []
+        for arg, spread in inputs:
+            if spread is None:
+                continue
+            offset = len(out_shape) - len(_shape(arg))
+            dims = tuple(d + offset for d in spread.dims)
+            target = tuple(out_shape[d] for d in dims)
+            sizes = tuple(spread.ids.shape)
             if all(s == 1 for s in sizes) and any(t > 1 for t in target):
                 continue  # broadcast along the channels: no constraint
-            if target != sizes:
+            if target != sizes or out_dims not in (None, dims):
                 return self.opaque(node)
-            mapped = Chan(start, chan.ids)
-            if out is None:
-                out = mapped
-            elif (out.start, out.ids.shape) != (mapped.start, mapped.ids.shape):
-                return self.opaque(node)
-            tied.append(mapped)
-        if out is None:
+            out_dims = dims
+            tied.append(spread.ids)
+        if out_dims is None:
             return self.fresh(node.meta.get("tensor_meta"), pinned=True)
         for other in tied[1:]:
-            self.uf.union(out.ids, other.ids)
-        return out
+            self.uf.union(tied[0], other)
+        return tidy(out_dims, tied[0])
 
-    def dim_op(self, node: fx.Node) -> Any:
-        x = self.chan(node, node.args[0])
+    def dim_op(self, node: fx.Node, dim: int | None = None) -> Any:
+        x = self.value(node, node.args[0])
         ndim = len(_shape(node.args[0]))
-        dim = _norm_dim(_arg(node, 1, "dim"), ndim)
-        if x.start <= dim < x.stop:
+        dim = _norm_dim(_arg(node, 1, "dim") if dim is None else dim, ndim)
+        if dim in spread_of(x).dims:
             self.uf.pin(x.ids)  # softmax over channels: every channel changes every output
         return x
 
-    def reduce(self, node: fx.Node) -> Any:
+    def reduce(self, node: fx.Node, dim_index: int = 1) -> Any:
         x = self.chan(node, node.args[0])
         ndim = len(_shape(node.args[0]))
-        dims = _arg(node, 1, "dim")
-        keepdim = bool(_arg(node, 2, "keepdim", False))
+        dims = _arg(node, dim_index, "dim")
+        keepdim = bool(_arg(node, dim_index + 1, "keepdim", False))
         if dims is None:
             self.uf.pin(x.ids)
             return self.fresh(node.meta.get("tensor_meta"), pinned=True)
@@ -444,9 +524,13 @@ class ChannelPropagator:
             if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
                 sizes = sizes[0]
             if len(sizes) == len(out_shape):
-                # a Width is an attribute rewritten after pruning (WIDTH_ATTRIBUTES): it follows the channels
-                fixed = [d - start for d in range(start, stop)
-                         if isinstance(sizes[d], int) and sizes[d] > 1 and not (isinstance(sizes[d], Width) and stop - start == 1)]
+                block = range(start, stop)
+                # A Width is an attribute rewritten after pruning (WIDTH_ATTRIBUTES). It follows the
+                # channels when it is the block's only size not written as a literal: the literal
+                # dims are tied across below, so its dim shrinks uniformly.
+                widths = [d for d in block if isinstance(sizes[d], Width)]
+                follows = widths if len(widths) == 1 and not any(isinstance(sizes[d], fx.Node) for d in block) else []
+                fixed = [d - start for d in block if isinstance(sizes[d], int) and sizes[d] > 1 and d not in follows]
                 if len(fixed) == stop - start:
                     self.uf.pin(ids)  # sizes written into the code cannot follow pruning
                 for k in fixed:  # a fixed dim (e.g. shuffle groups) stays: prune across it uniformly
@@ -455,7 +539,7 @@ class ChannelPropagator:
         return Chan(start, ids)
 
     def permute(self, node: fx.Node) -> Any:
-        x = self.chan(node, node.args[0])
+        x = spread_of(self.value(node, node.args[0]))
         ndim = len(_shape(node.args[0]))
         target = node.target if isinstance(node.target, str) else node.target.__name__
         order = list(range(ndim))
@@ -471,13 +555,7 @@ class ChannelPropagator:
             src, dst = _norm_dim(node.args[1], ndim), _norm_dim(node.args[2], ndim)
             order.remove(src)
             order.insert(dst, src)
-        positions = [order.index(d) for d in range(x.start, x.stop)]
-        lo, hi = min(positions), max(positions) + 1
-        if hi - lo != len(positions):
-            self.uf.pin(x.ids)
-            return self.fresh(node.meta.get("tensor_meta"), pinned=True)
-        inner = [order[p] - x.start for p in range(lo, hi)]
-        return Chan(lo, x.ids.permute(*inner))
+        return tidy([order.index(d) for d in x.dims], x.ids)  # channels on dims apart become a Spread
 
     def cat(self, node: fx.Node) -> Any:
         tensors = list(_arg(node, 0, "tensors"))
@@ -505,34 +583,43 @@ class ChannelPropagator:
         return Chan(first.start + (dim <= first.start), first.ids)
 
     def split(self, node: fx.Node) -> Any:
-        x = self.chan(node, node.args[0])
+        value = self.value(node, node.args[0])
         in_shape = _shape(node.args[0])
         target = node.target if isinstance(node.target, str) else node.target.__name__
         dim = _norm_dim(_arg(node, 1 if target == "unbind" else 2, "dim", 0), len(in_shape))
         metas = node.meta.get("tensor_meta")
-        outs: list[Chan | None] = []
+        spread = spread_of(value)
         if target == "unbind":
-            if x.start <= dim < x.stop:
-                self.uf.pin(x.ids)
-                return self.fresh(metas, pinned=True)
-            return [Chan(x.start - (dim < x.start), x.ids) for _ in metas]
-        if not (x.start <= dim < x.stop):
-            return [x for _ in metas]
-        if x.ids.ndim != 1:
+            return self.unbind(node, spread, dim)
+        if dim not in spread.dims:
+            return [value for _ in metas]
+        if spread.ids.ndim != 1:
             return self.opaque(node)
+        x = Chan(spread.dims[0], spread.ids)
         sizes = [meta.shape[dim] for meta in metas]
         amount = node.args[1] if len(node.args) > 1 else next(iter(node.kwargs.values()), None)
-        literal = target != "chunk" and not _nodes_in(amount)  # sizes (not a count) written in the code
+        # sizes (not a count) written in the code; a Width (WIDTH_ATTRIBUTES) is rewritten after pruning
+        literal = target != "chunk" and not _nodes_in(amount) and not isinstance(amount, Width)
         if len(set(sizes)) != 1 or literal:
             self.uf.pin(x.ids)  # unequal pieces cannot follow pruning: the code fixes their sizes
         else:  # equal pieces stay equal only if position j goes from every piece at once
             pieces = x.ids.reshape(len(sizes), -1)
             self.uf.union(pieces[:1].expand_as(pieces), pieces)
-        offset = 0
-        for size in sizes:
-            outs.append(Chan(x.start, x.ids[offset:offset + size]))
-            offset += size
-        return outs
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        return [Chan(x.start, x.ids[offset:offset + size]) for offset, size in zip(offsets, sizes)]
+
+    def unbind(self, node: fx.Node, x: Spread, dim: int) -> Any:
+        """Slices along `dim`. A channel dim may be unbound only if it can never shrink (q, k, v of a
+        fused projection are tied position by position), so that slice i stays slice i."""
+        metas = node.meta["tensor_meta"]
+        dims = [d - (d > dim) for d in x.dims if d != dim]
+        if dim not in x.dims:
+            return [tidy(dims, x.ids) for _ in metas]
+        axis = x.dims.index(dim)
+        if not self.tied_along(x.ids, axis):
+            self.uf.pin(x.ids)
+            return self.fresh(metas, pinned=True)
+        return [tidy(dims, x.ids.select(axis, i)) or self.fresh(meta, pinned=True) for i, meta in enumerate(metas)]
 
     def getitem(self, node: fx.Node) -> Any:
         source, index = node.args
@@ -543,10 +630,11 @@ class ChannelPropagator:
             return value.get(index)
         if isinstance(value, SizeOf):
             if value.dim is None and isinstance(index, int):
-                return SizeOf(value.chan, _norm_dim(index, value.ndim), value.ndim)
+                return self.size_of(value.chan, _norm_dim(index, value.ndim), value.ndim)
             return None
-        if not isinstance(value, Chan):
+        if not isinstance(value, (Chan, Spread)):
             return None if node.meta.get("tensor_meta") is None else self.fresh(node.meta["tensor_meta"], True)
+        x = spread_of(value)
         items = list(index) if isinstance(index, tuple) else [index]
         if any(isinstance(i, fx.Node) or not (i is None or i is Ellipsis or isinstance(i, (int, slice)))
                for i in items):
@@ -558,21 +646,28 @@ class ChannelPropagator:
             items = items[:at] + [slice(None)] * fill + items[at + 1:]
         items += [slice(None)] * (ndim - sum(i is not None for i in items))
         in_dim = out_dim = 0
-        new_start = None
+        dims: list[int] = []
+        picks: list[tuple[int, int]] = []  # (axis of x.ids, index)
         for item in items:
             if item is None:
                 out_dim += 1
                 continue
-            tracked = value.start <= in_dim < value.stop
-            if tracked and not (isinstance(item, slice) and item == slice(None)):
-                self.uf.pin(value.ids)  # picking channels by index: keep them all
-                return self.fresh(node.meta.get("tensor_meta"), pinned=True)
-            if in_dim == value.start:
-                new_start = out_dim
+            if in_dim in x.dims:
+                axis = x.dims.index(in_dim)
+                if isinstance(item, slice) and item == slice(None):
+                    dims.append(out_dim)
+                elif isinstance(item, int) and self.tied_along(x.ids, axis):
+                    picks.append((axis, item))  # one slice of a dim that never shrinks (q = qkv[0])
+                else:
+                    self.uf.pin(x.ids)  # picking channels by index: keep them all
+                    return self.fresh(node.meta.get("tensor_meta"), pinned=True)
             if not isinstance(item, int):
                 out_dim += 1
             in_dim += 1
-        return Chan(new_start, value.ids)
+        ids = x.ids
+        for axis, index in reversed(picks):
+            ids = ids.select(axis, index)
+        return self.tidy(node, dims, ids)
 
     def pad(self, node: fx.Node) -> Any:
         """Padding the channel dim (option-A shortcuts) adds constant channels, which stay pinned."""
@@ -594,6 +689,55 @@ class ChannelPropagator:
             ids = torch.cat([pad_l, ids, pad_r])
         return Chan(x.start, ids)
 
+    def roll(self, node: fx.Node) -> Any:
+        """Rolling spatial dims (Swin's shifted windows) moves no channels; rolling channels pins them."""
+        x = self.value(node, node.args[0])
+        ndim = len(_shape(node.args[0]))
+        dims = _arg(node, 2, "dims")
+        dims = [] if dims is None else dims if isinstance(dims, (list, tuple)) else [dims]
+        if not dims or any(_norm_dim(d, ndim) in spread_of(x).dims for d in dims):
+            return self.opaque(node)
+        return x
+
+    def repeat(self, node: fx.Node) -> Any:
+        """`x.repeat(*sizes)` tiles the tensor: channels follow where their dims are not tiled."""
+        x = spread_of(self.value(node, node.args[0]))
+        sizes = node.args[1:]
+        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+            sizes = sizes[0]
+        offset = len(sizes) - len(_shape(node.args[0]))
+        if any(sizes[d + offset] != 1 for d in x.dims):
+            return self.opaque(node)
+        return tidy([d + offset for d in x.dims], x.ids)
+
+    def repeat_interleave(self, node: fx.Node) -> Any:
+        """Repeating elements along a dim that holds no channels leaves them where they are."""
+        dim = _arg(node, 2, "dim")
+        x = self.value(node, node.args[0])
+        if dim is None or isinstance(_arg(node, 1, "repeats"), fx.Node) or (
+            _norm_dim(dim, len(_shape(node.args[0]))) in spread_of(x).dims
+        ):
+            return self.opaque(node)
+        return x
+
+    def functional_linear(self, node: fx.Node) -> Any:
+        """`F.linear(x, weight, bias)` on parameters read directly (BEiT's qkv). The graph slices the
+        weight's columns (its get_attr dim) with x's channels; its rows, and so the output, stay."""
+        x = self.chan(node, node.args[0])
+        last = len(_shape(node.args[0])) - 1
+        x = self.retrack(x, last, _shape(node.args[0])[last])
+        weight = self.info.get(_arg(node, 1, "weight"))
+        self.pin_value(self.info.get(_arg(node, 2, "bias")))
+        if x.stop <= last:  # channels tracked on another dim: the linear acts across them
+            self.pin_value(weight)
+            return x
+        if isinstance(weight, Chan) and weight.start == 1 and x.start == last and weight.ids.shape == x.ids.shape:
+            self.uf.union(x.ids, weight.ids)
+        else:
+            self.pin_value(weight)
+            self.uf.pin(x.ids)
+        return self.fresh(node.meta.get("tensor_meta"), pinned=True)
+
     def functional_layer_norm(self, node: fx.Node) -> Any:
         x = self.chan(node, node.args[0])
         ndim = len(_shape(node.args[0]))
@@ -601,6 +745,19 @@ class ChannelPropagator:
         if x.stop <= ndim - len(shape):
             return x
         ids = self.channel_dim(node, x, ndim - 1, "layer_norm")
+        for i, name in ((2, "weight"), (3, "bias")):
+            param = _arg(node, i, name)
+            if isinstance(param, fx.Node):
+                self.uf.union(ids, self.chan(node, param).ids)
+        return x
+
+    def functional_group_norm(self, node: fx.Node) -> Any:
+        """`F.group_norm(x, num_groups, ...)`: num_groups is written in the code, so groups stay and
+        shrink together (channel j of every group is one unit), unlike the module (whole groups)."""
+        x = self.chan(node, node.args[0])
+        ids = self.channel_dim(node, x, 1, "group_norm")
+        per_group = ids.reshape(_arg(node, 1, "num_groups"), -1)
+        self.uf.union(per_group[:1].expand_as(per_group), per_group)
         for i, name in ((2, "weight"), (3, "bias")):
             param = _arg(node, i, name)
             if isinstance(param, fx.Node):

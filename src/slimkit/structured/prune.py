@@ -9,8 +9,10 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 from torch import nn
 
-from slimkit.structured.attention import ATTENTION, rescale_attention_queries, sync_attention_widths
-from slimkit.structured.channels import WIDTH_ATTRIBUTES
+from slimkit.structured.attention import (
+    ATTENTION, apply_query_scales, rescale_attention_queries, sync_attention_widths,
+)
+from slimkit.structured.channels import declared_width, declared_widths
 from slimkit.structured.graph import ChannelGraph, build_graph, example_inputs
 from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
 
@@ -46,10 +48,10 @@ def sync_attributes(module: nn.Module, old: dict[str, int]) -> None:
 
 
 def sync_width_attributes(model: nn.Module) -> None:
-    """Rewrite the int attributes of WIDTH_ATTRIBUTES from the tensors whose dim 0 they size."""
+    """Rewrite the int attributes of WIDTH_ATTRIBUTES from the pruned tensors they describe."""
     for module in model.modules():
-        for attr, tensor in WIDTH_ATTRIBUTES.get(type(module), {}).items():
-            setattr(module, attr, module.get_parameter(tensor).shape[0])
+        for attr, rule in declared_widths(module).items():
+            setattr(module, attr, declared_width(module, rule))
 
 
 def width_attributes(module: nn.Module) -> dict[str, int]:
@@ -62,6 +64,7 @@ def remove_units(
     """Cut the channels of the `removed` units (union-find roots of `graph`) out of `model`."""
     removed = set(removed)
     target = model if inplace else copy.deepcopy(model)
+    apply_query_scales(target, graph, torch.tensor(sorted(removed), dtype=torch.long))
     by_tensor: dict[str, list[tuple[int, torch.Tensor]]] = {}
     for (qualname, dim), ids in graph.tensors.items():
         roots = graph.uf.roots(ids).tolist()
