@@ -28,6 +28,7 @@ from torch import nn
 from torchvision.models import maxvit as _maxvit, swin_transformer as _swin
 
 from slimkit.structured.channels import Chan, ChannelGraph, QueryScale, Spread, spread_of
+from slimkit.structured.fx_nodes import call_arg
 
 if TYPE_CHECKING:
     from slimkit.structured.propagate import ChannelPropagator
@@ -191,8 +192,8 @@ def _matmul_labels(ndim: int, out_ndim: int, contracted: int, kept: int) -> dict
 
 def matmul(prop: ChannelPropagator, node: fx.Node) -> Any:
     """`a @ b` (matmul/bmm): a's last dim meets b's second to last; the rest carry to the output."""
-    a_arg = _arg_or_default(node, 0, "input")
-    b_arg = _arg_or_default(node, 1, "other") if "mat2" not in node.kwargs else node.kwargs["mat2"]
+    a_arg = call_arg(node, 0, "input")
+    b_arg = call_arg(node, 1, "other") if "mat2" not in node.kwargs else node.kwargs["mat2"]
     shapes = [arg.meta["tensor_meta"].shape if isinstance(arg, fx.Node) else () for arg in (a_arg, b_arg)]
     if min(len(shape) for shape in shapes) < 2:
         return prop.opaque(node)
@@ -219,7 +220,7 @@ def scaled_dot_product_attention(prop: ChannelPropagator, node: fx.Node) -> Any:
     q_labels = {d: d for d in range(nq - 1)} | {nq - 1: "k"}  # the scores' dims
     k_labels = {d: nq - nk + d for d in range(nk - 2)} | {nk - 2: "s", nk - 1: "k"}
     q, k = _operand(prop, q_arg), _operand(prop, k_arg)
-    if _contract(prop, q, q_labels, k, k_labels, n_batch=nq - 2) and _arg_or_default(node, 6, "scale") is None:
+    if _contract(prop, q, q_labels, k, k_labels, n_batch=nq - 2) and call_arg(node, 6, "scale") is None:
         targets = _query_producers(prop, q.ids)
         if targets:
             prop.graph.query_scales.append(QueryScale(q.ids.movedim(q.dims.index(nq - 1), -1), targets))
@@ -231,10 +232,6 @@ def scaled_dot_product_attention(prop: ChannelPropagator, node: fx.Node) -> Any:
         prop.uf.pin(v.ids)
         v = None
     return _carry(prop, node, [(v, v_labels)] if v is not None else [])
-
-
-def _arg_or_default(node: fx.Node, index: int, name: str) -> Any:
-    return node.args[index] if len(node.args) > index else node.kwargs.get(name)
 
 
 def _query_producers(prop: ChannelPropagator, query_ids: torch.Tensor) -> list[tuple[str, torch.Tensor]]:

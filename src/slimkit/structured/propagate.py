@@ -18,10 +18,11 @@ from torch import nn
 from torch.fx.passes.shape_prop import TensorMetadata
 from torchvision.ops import stochastic_depth as _stochastic_depth
 
-from slimkit.structured import attention
+from slimkit.structured import attention, functional
 from slimkit.structured.channels import (
     Chan, ChannelGraph, ChannelGraphError, ModuleRecord, SizeOf, Spread, UnionFind, Width, spread_of, tidy,
 )
+from slimkit.structured.fx_nodes import call_arg, describe, nodes_in, norm_dim, shape_of
 
 # ---- op tables -------------------------------------------------------------------------------
 _UNARY_FUNCS = {
@@ -73,32 +74,6 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
-def _shape(node: Any) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
-    return tuple(meta.shape) if isinstance(meta, TensorMetadata) else None
-
-
-def _norm_dim(dim: int, ndim: int) -> int:
-    return dim + ndim if dim < 0 else dim
-
-
-def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
-    if len(node.args) > index:
-        return node.args[index]
-    return node.kwargs.get(name, default)
-
-
-def _nodes_in(value: Any) -> list[fx.Node]:
-    out: list[fx.Node] = []
-    fx.node.map_arg(value, out.append)
-    return out
-
-
-def _describe(node: fx.Node) -> str:
-    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-    return f"fx node '{node.name}' ({node.op} {target})"
-
-
 class ChannelPropagator:
     """Walks the traced graph once, in topological order, giving every tensor its channel ids."""
 
@@ -135,7 +110,7 @@ class ChannelPropagator:
                 self.pin_value(v)
 
     def pin_args(self, node: fx.Node) -> None:
-        for arg in _nodes_in((node.args, node.kwargs)):
+        for arg in nodes_in((node.args, node.kwargs)):
             self.pin_value(self.info.get(arg))
 
     def opaque(self, node: fx.Node) -> Any:
@@ -163,7 +138,7 @@ class ChannelPropagator:
     def value(self, node: fx.Node, arg: Any) -> Chan | Spread:
         value = self.info.get(arg) if isinstance(arg, fx.Node) else None
         if not isinstance(value, (Chan, Spread)):
-            raise ChannelGraphError(f"{_describe(node)}: expected a tensor input, got {arg!r}")
+            raise ChannelGraphError(f"{describe(node)}: expected a tensor input, got {arg!r}")
         return value
 
     def chan(self, node: fx.Node, arg: Any) -> Chan:
@@ -199,12 +174,12 @@ class ChannelPropagator:
     def channel_dim(self, node: fx.Node, chan: Chan, dim: int, what: str, source: Any = None) -> torch.Tensor:
         """The ids of `chan` (of `source`, default the first argument) if it tracks exactly dim `dim`,
         else an error naming `node`."""
-        shape = _shape(node.args[0] if source is None else source)
+        shape = shape_of(node.args[0] if source is None else source)
         if shape is not None and dim < len(shape):
             chan = self.retrack(chan, dim, shape[dim])
         if chan.start != dim or chan.ids.ndim != 1:
             raise ChannelGraphError(
-                f"{_describe(node)}: {what} expects its channels in dim {dim}, but they are spread over dims "
+                f"{describe(node)}: {what} expects its channels in dim {dim}, but they are spread over dims "
                 f"{chan.start}..{chan.stop - 1} here"
             )
         return chan.ids
@@ -225,7 +200,7 @@ class ChannelPropagator:
         return self.graph
 
     def get_attr(self, node: fx.Node) -> Any:
-        shape = _shape(node)
+        shape = shape_of(node)
         if shape is None or not shape:
             return None
         big = [d for d, s in enumerate(shape) if s > 1]
@@ -257,8 +232,8 @@ class ChannelPropagator:
             return Chan(1, out_ids)
         if isinstance(module, nn.Linear):
             x = self.chan(node, node.args[0])
-            last = len(_shape(node.args[0])) - 1
-            x = self.retrack(x, last, _shape(node.args[0])[last])
+            last = len(shape_of(node.args[0])) - 1
+            x = self.retrack(x, last, shape_of(node.args[0])[last])
             if x.stop <= last:  # channels tracked on another dim: linear acts across, not on them
                 return x
             in_ids = self.channel_dim(node, x, last, "Linear")
@@ -283,14 +258,14 @@ class ChannelPropagator:
             return Chan(1, ids)
         if isinstance(module, nn.LayerNorm):
             x = self.chan(node, node.args[0])
-            ndim = len(_shape(node.args[0]))
+            ndim = len(shape_of(node.args[0]))
             first_normed = ndim - len(module.normalized_shape)
-            x = self.retrack(x, ndim - 1, _shape(node.args[0])[-1])
+            x = self.retrack(x, ndim - 1, shape_of(node.args[0])[-1])
             if x.stop <= first_normed:
                 return x
             ids = self.channel_dim(node, x, ndim - 1, "LayerNorm")
             if len(module.normalized_shape) != 1:
-                raise ChannelGraphError(f"{_describe(node)}: LayerNorm over several dims including the channels")
+                raise ChannelGraphError(f"{describe(node)}: LayerNorm over several dims including the channels")
             self.norm_params(name, module, ids)
             return Chan(ndim - 1, ids)
         if isinstance(module, nn.Flatten):
@@ -306,7 +281,7 @@ class ChannelPropagator:
         if isinstance(module, _PASS_MODULES):
             return self.broadcast(node, [node.args[0]])
         has_tensors = next(module.parameters(), None) is not None or next(module.buffers(), None) is not None
-        in_shape = _shape(node.args[0]) if node.args else None
+        in_shape = shape_of(node.args[0]) if node.args else None
         if not has_tensors and isinstance(meta, TensorMetadata) and tuple(meta.shape) == in_shape:
             return self.broadcast(node, [node.args[0]])  # parameter-free, shape-preserving: an activation
         return self.opaque(node)  # attention, custom or leaf layers: their channels stay as they are
@@ -326,13 +301,13 @@ class ChannelPropagator:
         if target is operator.getitem:
             return self.getitem(node)
         if (not is_method and target in _UNARY_FUNCS | _BINARY_FUNCS) or (is_method and target in _POINTWISE_METHODS):
-            return self.broadcast(node, _nodes_in((node.args, node.kwargs)))
+            return self.broadcast(node, nodes_in((node.args, node.kwargs)))
         if target in ("softmax", "log_softmax", "cumsum", "cumprod") or target in (
             F.softmax, F.log_softmax, torch.softmax, torch.cumsum, torch.cumprod
         ):  # along one dim: channels in it are kept
             return self.dim_op(node)
         if target is F.normalize:  # F.normalize(x, p=2.0, dim=1)
-            return self.dim_op(node, _arg(node, 2, "dim", 1))
+            return self.dim_op(node, call_arg(node, 2, "dim", 1))
         if (is_method and target in _REDUCE_METHODS) or (not is_method and target in _REDUCE_FUNCS):
             return self.reduce(node)
         if target in (torch.norm, torch.linalg.vector_norm, "norm"):  # (x, p, dim, keepdim)
@@ -349,35 +324,22 @@ class ChannelPropagator:
             return self.split(node)
         if not is_method and target in _FACTORIES:
             return self.fresh(meta, pinned=True)
-        if target in (torch.roll, "roll"):
-            return self.roll(node)
-        if is_method and target == "repeat":
-            return self.repeat(node)
-        if target in (torch.repeat_interleave, "repeat_interleave"):
-            return self.repeat_interleave(node)
-        if target is F.linear:
-            return self.functional_linear(node)
+        handler = (functional.METHODS if is_method else functional.FUNCTIONS).get(target)
+        if handler is not None:
+            return handler(self, node)
         if target in _MATMUL:
             return attention.matmul(self, node)
         if target is F.scaled_dot_product_attention:
             return attention.scaled_dot_product_attention(self, node)
         if target is torch.einsum:  # arbitrary index algebra: the channels of its operands are kept
             return self.opaque(node)
-        if target is F.pad:
-            return self.pad(node)
-        if target is F.layer_norm:
-            return self.functional_layer_norm(node)
-        if target is F.batch_norm:
-            return self.functional_batch_norm(node)
-        if target is F.group_norm:
-            return self.functional_group_norm(node)
         if node.op == "call_function" and target in attention.KNOWN_FUNCTIONS:
             return attention.KNOWN_FUNCTIONS[target](self, node)
         module = getattr(target, "__module__", None) or ""
         if node.op == "call_function" and module.split(".")[0] not in ("torch", "_operator", "operator", "math", "builtins"):
             return self.opaque(node)  # a library function kept whole by torch.fx.wrap: a leaf, like a leaf module
         raise ChannelGraphError(
-            f"{_describe(node)}: slimkit does not know how this op moves channels. Wrap the code that calls it "
+            f"{describe(node)}: slimkit does not know how this op moves channels. Wrap the code that calls it "
             "in a module and pass that module's name in leaf_modules= (its channels are then kept as they are)"
         )
 
@@ -387,10 +349,10 @@ class ChannelPropagator:
             value = self.info.get(node.args[0])
             if not isinstance(value, (Chan, Spread)):
                 return None
-            ndim = len(_shape(node.args[0]))
-            dim = _arg(node, 1, "dim") if node.target == "size" else None
-            return self.size_of(value, None if dim is None else _norm_dim(dim, ndim), ndim)
-        sizes = [self.info.get(a) for a in _nodes_in(node.args)]
+            ndim = len(shape_of(node.args[0]))
+            dim = call_arg(node, 1, "dim") if node.target == "size" else None
+            return self.size_of(value, None if dim is None else norm_dim(dim, ndim), ndim)
+        sizes = [self.info.get(a) for a in nodes_in(node.args)]
         sizes = [v for v in sizes if isinstance(v, SizeOf) and v.dim is not None]
         if sizes and node.op == "call_function" and node.target in _BINARY_FUNCS | {operator.floordiv}:
             size, divisor = sizes[0], node.args[1] if len(node.args) > 1 else None
@@ -446,7 +408,7 @@ class ChannelPropagator:
     # -- op families
     def broadcast(self, node: fx.Node, args: Sequence[Any]) -> Any:
         """Elementwise ops with broadcasting (also pooling: spatial dims change, channels do not)."""
-        out_shape = _shape(node)
+        out_shape = shape_of(node)
         if out_shape is None:
             return self.opaque(node)
         inputs = [(a, spread_of(self.info.get(a))) for a in args if isinstance(a, fx.Node)]
@@ -455,7 +417,7 @@ class ChannelPropagator:
         for arg, spread in inputs:
             if spread is None:
                 continue
-            offset = len(out_shape) - len(_shape(arg))
+            offset = len(out_shape) - len(shape_of(arg))
             dims = tuple(d + offset for d in spread.dims)
             target = tuple(out_shape[d] for d in dims)
             sizes = tuple(spread.ids.shape)
@@ -473,21 +435,21 @@ class ChannelPropagator:
 
     def dim_op(self, node: fx.Node, dim: int | None = None) -> Any:
         x = self.value(node, node.args[0])
-        ndim = len(_shape(node.args[0]))
-        dim = _norm_dim(_arg(node, 1, "dim") if dim is None else dim, ndim)
+        ndim = len(shape_of(node.args[0]))
+        dim = norm_dim(call_arg(node, 1, "dim") if dim is None else dim, ndim)
         if dim in spread_of(x).dims:
             self.uf.pin(x.ids)  # softmax over channels: every channel changes every output
         return x
 
     def reduce(self, node: fx.Node, dim_index: int = 1) -> Any:
         x = self.chan(node, node.args[0])
-        ndim = len(_shape(node.args[0]))
-        dims = _arg(node, dim_index, "dim")
-        keepdim = bool(_arg(node, dim_index + 1, "keepdim", False))
+        ndim = len(shape_of(node.args[0]))
+        dims = call_arg(node, dim_index, "dim")
+        keepdim = bool(call_arg(node, dim_index + 1, "keepdim", False))
         if dims is None:
             self.uf.pin(x.ids)
             return self.fresh(node.meta.get("tensor_meta"), pinned=True)
-        dims = {_norm_dim(d, ndim) for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
+        dims = {norm_dim(d, ndim) for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
         if any(x.start <= d < x.stop for d in dims):
             self.uf.pin(x.ids)  # a mean over channels changes when channels go
             return self.fresh(node.meta.get("tensor_meta"), pinned=True)
@@ -498,7 +460,7 @@ class ChannelPropagator:
     def reshape(self, node: fx.Node, arg: Any) -> Any:
         """Any reshape keeps row-major element order: find where the channel block lands."""
         x = self.chan(node, arg)
-        in_shape, out_shape = _shape(arg), _shape(node)
+        in_shape, out_shape = shape_of(arg), shape_of(node)
         pre, block = math.prod(in_shape[:x.start]), math.prod(in_shape[x.start:x.stop])
         starts = [a for a in range(len(out_shape) + 1) if math.prod(out_shape[:a]) == pre]
         start = next((a for a in reversed(starts) if a < len(out_shape)), None)
@@ -540,28 +502,28 @@ class ChannelPropagator:
 
     def permute(self, node: fx.Node) -> Any:
         x = spread_of(self.value(node, node.args[0]))
-        ndim = len(_shape(node.args[0]))
+        ndim = len(shape_of(node.args[0]))
         target = node.target if isinstance(node.target, str) else node.target.__name__
         order = list(range(ndim))
         if target == "permute":
             dims = node.args[1:] if node.op == "call_method" else [node.args[1]]
             if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
                 dims = dims[0]
-            order = [_norm_dim(d, ndim) for d in dims]
+            order = [norm_dim(d, ndim) for d in dims]
         elif target in ("transpose", "swapaxes", "t"):
-            a, b = (0, 1) if target == "t" else (_norm_dim(node.args[1], ndim), _norm_dim(node.args[2], ndim))
+            a, b = (0, 1) if target == "t" else (norm_dim(node.args[1], ndim), norm_dim(node.args[2], ndim))
             order[a], order[b] = order[b], order[a]
         else:  # movedim
-            src, dst = _norm_dim(node.args[1], ndim), _norm_dim(node.args[2], ndim)
+            src, dst = norm_dim(node.args[1], ndim), norm_dim(node.args[2], ndim)
             order.remove(src)
             order.insert(dst, src)
         return tidy([order.index(d) for d in x.dims], x.ids)  # channels on dims apart become a Spread
 
     def cat(self, node: fx.Node) -> Any:
-        tensors = list(_arg(node, 0, "tensors"))
+        tensors = list(call_arg(node, 0, "tensors"))
         chans = [self.chan(node, t) for t in tensors]
-        ndim = len(_shape(node))
-        dim = _norm_dim(_arg(node, 1, "dim", 0), ndim)
+        ndim = len(shape_of(node))
+        dim = norm_dim(call_arg(node, 1, "dim", 0), ndim)
         first = chans[0]
         if all(c.start == dim and c.ids.ndim == 1 for c in chans):
             return Chan(dim, torch.cat([c.ids for c in chans]))
@@ -573,8 +535,8 @@ class ChannelPropagator:
         return self.opaque(node)
 
     def stack(self, node: fx.Node) -> Any:
-        chans = [self.chan(node, t) for t in _arg(node, 0, "tensors")]
-        dim = _norm_dim(_arg(node, 1, "dim", 0), len(_shape(node)))
+        chans = [self.chan(node, t) for t in call_arg(node, 0, "tensors")]
+        dim = norm_dim(call_arg(node, 1, "dim", 0), len(shape_of(node)))
         first = chans[0]
         if any(c.start != first.start or c.ids.shape != first.ids.shape for c in chans):
             return self.opaque(node)
@@ -584,9 +546,9 @@ class ChannelPropagator:
 
     def split(self, node: fx.Node) -> Any:
         value = self.value(node, node.args[0])
-        in_shape = _shape(node.args[0])
+        in_shape = shape_of(node.args[0])
         target = node.target if isinstance(node.target, str) else node.target.__name__
-        dim = _norm_dim(_arg(node, 1 if target == "unbind" else 2, "dim", 0), len(in_shape))
+        dim = norm_dim(call_arg(node, 1 if target == "unbind" else 2, "dim", 0), len(in_shape))
         metas = node.meta.get("tensor_meta")
         spread = spread_of(value)
         if target == "unbind":
@@ -599,7 +561,7 @@ class ChannelPropagator:
         sizes = [meta.shape[dim] for meta in metas]
         amount = node.args[1] if len(node.args) > 1 else next(iter(node.kwargs.values()), None)
         # sizes (not a count) written in the code; a Width (WIDTH_ATTRIBUTES) is rewritten after pruning
-        literal = target != "chunk" and not _nodes_in(amount) and not isinstance(amount, Width)
+        literal = target != "chunk" and not nodes_in(amount) and not isinstance(amount, Width)
         if len(set(sizes)) != 1 or literal:
             self.uf.pin(x.ids)  # unequal pieces cannot follow pruning: the code fixes their sizes
         else:  # equal pieces stay equal only if position j goes from every piece at once
@@ -630,7 +592,7 @@ class ChannelPropagator:
             return value.get(index)
         if isinstance(value, SizeOf):
             if value.dim is None and isinstance(index, int):
-                return self.size_of(value.chan, _norm_dim(index, value.ndim), value.ndim)
+                return self.size_of(value.chan, norm_dim(index, value.ndim), value.ndim)
             return None
         if not isinstance(value, (Chan, Spread)):
             return None if node.meta.get("tensor_meta") is None else self.fresh(node.meta["tensor_meta"], True)
@@ -639,7 +601,7 @@ class ChannelPropagator:
         if any(isinstance(i, fx.Node) or not (i is None or i is Ellipsis or isinstance(i, (int, slice)))
                for i in items):
             return self.opaque(node)
-        ndim = len(_shape(source))
+        ndim = len(shape_of(source))
         if Ellipsis in items:
             at = items.index(Ellipsis)
             fill = ndim - sum(i is not None for i in items if i is not Ellipsis)
@@ -668,107 +630,3 @@ class ChannelPropagator:
         for axis, index in reversed(picks):
             ids = ids.select(axis, index)
         return self.tidy(node, dims, ids)
-
-    def pad(self, node: fx.Node) -> Any:
-        """Padding the channel dim (option-A shortcuts) adds constant channels, which stay pinned."""
-        x = self.chan(node, node.args[0])
-        ndim = len(_shape(node.args[0]))
-        amounts = list(_arg(node, 1, "pad"))
-        mode = _arg(node, 2, "mode", "constant")
-        ids = x.ids
-        for i in range(0, len(amounts), 2):
-            dim = ndim - 1 - i // 2
-            left, right = amounts[i], amounts[i + 1]
-            if not (x.start <= dim < x.stop) or left == right == 0:
-                continue
-            if x.ids.ndim != 1 or mode != "constant" or min(left, right) < 0:
-                return self.opaque(node)
-            pad_l, pad_r = self.uf.new((left,)), self.uf.new((right,))
-            self.uf.pin(pad_l)
-            self.uf.pin(pad_r)
-            ids = torch.cat([pad_l, ids, pad_r])
-        return Chan(x.start, ids)
-
-    def roll(self, node: fx.Node) -> Any:
-        """Rolling spatial dims (Swin's shifted windows) moves no channels; rolling channels pins them."""
-        x = self.value(node, node.args[0])
-        ndim = len(_shape(node.args[0]))
-        dims = _arg(node, 2, "dims")
-        dims = [] if dims is None else dims if isinstance(dims, (list, tuple)) else [dims]
-        if not dims or any(_norm_dim(d, ndim) in spread_of(x).dims for d in dims):
-            return self.opaque(node)
-        return x
-
-    def repeat(self, node: fx.Node) -> Any:
-        """`x.repeat(*sizes)` tiles the tensor: channels follow where their dims are not tiled."""
-        x = spread_of(self.value(node, node.args[0]))
-        sizes = node.args[1:]
-        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
-            sizes = sizes[0]
-        offset = len(sizes) - len(_shape(node.args[0]))
-        if any(sizes[d + offset] != 1 for d in x.dims):
-            return self.opaque(node)
-        return tidy([d + offset for d in x.dims], x.ids)
-
-    def repeat_interleave(self, node: fx.Node) -> Any:
-        """Repeating elements along a dim that holds no channels leaves them where they are."""
-        dim = _arg(node, 2, "dim")
-        x = self.value(node, node.args[0])
-        if dim is None or isinstance(_arg(node, 1, "repeats"), fx.Node) or (
-            _norm_dim(dim, len(_shape(node.args[0]))) in spread_of(x).dims
-        ):
-            return self.opaque(node)
-        return x
-
-    def functional_linear(self, node: fx.Node) -> Any:
-        """`F.linear(x, weight, bias)` on parameters read directly (BEiT's qkv). The graph slices the
-        weight's columns (its get_attr dim) with x's channels; its rows, and so the output, stay."""
-        x = self.chan(node, node.args[0])
-        last = len(_shape(node.args[0])) - 1
-        x = self.retrack(x, last, _shape(node.args[0])[last])
-        weight = self.info.get(_arg(node, 1, "weight"))
-        self.pin_value(self.info.get(_arg(node, 2, "bias")))
-        if x.stop <= last:  # channels tracked on another dim: the linear acts across them
-            self.pin_value(weight)
-            return x
-        if isinstance(weight, Chan) and weight.start == 1 and x.start == last and weight.ids.shape == x.ids.shape:
-            self.uf.union(x.ids, weight.ids)
-        else:
-            self.pin_value(weight)
-            self.uf.pin(x.ids)
-        return self.fresh(node.meta.get("tensor_meta"), pinned=True)
-
-    def functional_layer_norm(self, node: fx.Node) -> Any:
-        x = self.chan(node, node.args[0])
-        ndim = len(_shape(node.args[0]))
-        shape = _arg(node, 1, "normalized_shape")
-        if x.stop <= ndim - len(shape):
-            return x
-        ids = self.channel_dim(node, x, ndim - 1, "layer_norm")
-        for i, name in ((2, "weight"), (3, "bias")):
-            param = _arg(node, i, name)
-            if isinstance(param, fx.Node):
-                self.uf.union(ids, self.chan(node, param).ids)
-        return x
-
-    def functional_group_norm(self, node: fx.Node) -> Any:
-        """`F.group_norm(x, num_groups, ...)`: num_groups is written in the code, so groups stay and
-        shrink together (channel j of every group is one unit), unlike the module (whole groups)."""
-        x = self.chan(node, node.args[0])
-        ids = self.channel_dim(node, x, 1, "group_norm")
-        per_group = ids.reshape(_arg(node, 1, "num_groups"), -1)
-        self.uf.union(per_group[:1].expand_as(per_group), per_group)
-        for i, name in ((2, "weight"), (3, "bias")):
-            param = _arg(node, i, name)
-            if isinstance(param, fx.Node):
-                self.uf.union(ids, self.chan(node, param).ids)
-        return x
-
-    def functional_batch_norm(self, node: fx.Node) -> Any:
-        x = self.chan(node, node.args[0])
-        ids = self.channel_dim(node, x, 1, "batch_norm")
-        for i, name in ((1, "running_mean"), (2, "running_var"), (3, "weight"), (4, "bias")):
-            param = _arg(node, i, name)
-            if isinstance(param, fx.Node):
-                self.uf.union(ids, self.chan(node, param).ids)
-        return x
