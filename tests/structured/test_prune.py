@@ -1,5 +1,3 @@
-import copy
-
 import pytest
 import torch
 import torchvision
@@ -214,3 +212,19 @@ def test_taylor_and_random_criteria_leave_the_model_alone():
     a = prune_channels(model, (1, 28, 28), 0.5, criterion="random", seed=1)
     b = prune_channels(model, (1, 28, 28), 0.5, criterion="random", seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_pruned_model_that_no_longer_fits_together_is_reported():
+    """The last guard of prune_channels: a graph that missed a dependency gives a clear error."""
+    from slimkit.structured import build_graph
+    from slimkit.structured.channels import ChannelGraphError
+    from slimkit.structured.importance import select_units, unit_scores
+    from slimkit.structured.prune import check_runs, remove_units
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    graph = build_graph(model, (4,))
+    del graph.tensors[("2.weight", 1)]  # as if the graph had not seen the second Linear read the channels
+    pruned = remove_units(model, graph, select_units(graph.groups(), unit_scores(graph, "l1"), 0.5).removed)
+    with pytest.raises(ChannelGraphError, match="pruned Sequential is inconsistent"):
+        check_runs(pruned, graph, (4,))
+    check_runs(model, graph, (4,))  # the intact model passes

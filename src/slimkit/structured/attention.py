@@ -20,6 +20,7 @@ producers of the queries are rescaled the same way (`QueryScale`).
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -155,6 +156,8 @@ def _contract(
         for spread, labels in ((a, a_labels), (b, b_labels)) for d in spread.dims
     )
     if batch_only and _tie(prop, a, a_labels, b, b_labels):
+        for spread, labels in ((a, a_labels), (b, b_labels)):  # the scores keep every head
+            _tie_batch_dims(prop, spread, labels, n_batch)
         return True
     for spread, has_k in ((a, a_k), (b, b_k)):
         if has_k:
@@ -162,11 +165,22 @@ def _contract(
     return False
 
 
-def _carry(prop: ChannelPropagator, node: fx.Node, sides: list[tuple[Spread, dict]]) -> Any:
-    """The output's ids: those of the operands' uncontracted dims, placed at their output dims."""
+def _tie_batch_dims(prop: ChannelPropagator, spread: Spread, labels: dict, n_batch: int) -> None:
+    """Batch dims (heads) met by an operand whose size there is fixed must not shrink: channel j
+    of every head is then one unit."""
+    for axis, d in enumerate(spread.dims):
+        if isinstance(labels[d], int) and labels[d] < n_batch:
+            prop.uf.union(spread.ids.narrow(axis, 0, 1).expand_as(spread.ids), spread.ids)
+
+
+def _carry(prop: ChannelPropagator, node: fx.Node, sides: list[tuple[Spread, dict]], n_batch: int) -> Any:
+    """The output's ids: those of the operands' uncontracted dims, placed at their output dims.
+    Their batch dims meet the other operand's (e.g. the scores' heads in `scores @ v`), which does
+    not shrink with them, so those stay whole."""
     out_shape = tuple(node.meta["tensor_meta"].shape)
     placed = []
     for spread, labels in sides:
+        _tie_batch_dims(prop, spread, labels, n_batch)
         dims = [labels[d] for d in spread.dims]
         if any(not isinstance(d, int) or out_shape[d] != n for d, n in zip(dims, spread.ids.shape)):
             prop.uf.pin(spread.ids)
@@ -205,7 +219,7 @@ def matmul(prop: ChannelPropagator, node: fx.Node) -> Any:
     if _contract(prop, a, a_labels, b, b_labels, n_batch=out_ndim - 2):
         return prop.fresh(node.meta["tensor_meta"], pinned=True)  # q @ k.T: scores carry no channels
     sides = [(s, l) for s, l in ((a, a_labels), (b, b_labels)) if s is not None and not prop.is_pinned(s.ids)]
-    return _carry(prop, node, sides)
+    return _carry(prop, node, sides, n_batch=out_ndim - 2)
 
 
 def scaled_dot_product_attention(prop: ChannelPropagator, node: fx.Node) -> Any:
@@ -221,7 +235,7 @@ def scaled_dot_product_attention(prop: ChannelPropagator, node: fx.Node) -> Any:
     k_labels = {d: nq - nk + d for d in range(nk - 2)} | {nk - 2: "s", nk - 1: "k"}
     q, k = _operand(prop, q_arg), _operand(prop, k_arg)
     if _contract(prop, q, q_labels, k, k_labels, n_batch=nq - 2) and call_arg(node, 6, "scale") is None:
-        targets = _query_producers(prop, q.ids)
+        targets = _query_producers(prop, node, q.ids)
         if targets:
             prop.graph.query_scales.append(QueryScale(q.ids.movedim(q.dims.index(nq - 1), -1), targets))
         else:  # nothing to rescale: keep the width, so that the scale stays right
@@ -231,24 +245,61 @@ def scaled_dot_product_attention(prop: ChannelPropagator, node: fx.Node) -> Any:
     if v is not None and nv - 2 in v.dims:  # channels along the keys' length: summed over, keep them
         prop.uf.pin(v.ids)
         v = None
-    return _carry(prop, node, [(v, v_labels)] if v is not None else [])
+    return _carry(prop, node, [(v, v_labels)] if v is not None else [], n_batch=out_ndim - 2)
 
 
-def _query_producers(prop: ChannelPropagator, query_ids: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-    """The rows that make the queries: of an affine norm applied to them if there is one (its output
-    scale is its weight and bias), else of the Linear/conv that computed them."""
-    found: dict[str, list[tuple[str, torch.Tensor]]] = {"norm": [], "projection": []}
-    for (qualname, dim), ids in prop.graph.tensors.items():
-        module_name, _, attr = qualname.rpartition(".")
-        rows = torch.isin(ids, query_ids.flatten()).nonzero().flatten()
-        if dim != 0 or attr not in ("weight", "bias") or rows.numel() == 0:
-            continue
-        module = prop.graph.model.get_submodule(module_name)
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            found["projection"].append((qualname, rows))
-        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)):
-            found["norm"].append((qualname, rows))
-    return found["norm"] or found["projection"]
+# Ops that only move elements (or scale them by a constant), so scaling a projection's rows scales
+# the queries they become by the same factor.
+_LAYOUT_METHODS = {"view", "reshape", "permute", "transpose", "contiguous", "flatten", "unflatten", "squeeze",
+                   "unsqueeze", "unbind", "split", "chunk"}
+_LAYOUT_FUNCTIONS = {operator.getitem, torch.reshape, torch.permute, torch.transpose, torch.flatten, torch.unbind,
+                     torch.split, torch.chunk, torch.squeeze, torch.unsqueeze}
+
+
+def _is_layout(prop: ChannelPropagator, node: fx.Node) -> bool:
+    if node.op == "call_method":
+        return node.target in _LAYOUT_METHODS
+    if node.op == "call_function":
+        return node.target in _LAYOUT_FUNCTIONS
+    return node.op == "call_module" and isinstance(prop.gm.get_submodule(str(node.target)), (nn.Identity, nn.Dropout))
+
+
+def _carries(prop: ChannelPropagator, node: fx.Node, ids: torch.Tensor) -> bool:
+    values = prop.info.get(node)
+    values = values if isinstance(values, (list, tuple)) else [values]
+    return any(spread_of(v) is not None and bool(torch.isin(spread_of(v).ids, ids).any()) for v in values)
+
+
+def _only_as_query(sdpa: fx.Node, node: fx.Node) -> bool:
+    args = [*sdpa.args, *sdpa.kwargs.values()]
+    return args.count(node) == 1 and (sdpa.args[:1] == (node,) or sdpa.kwargs.get("query") is node)
+
+
+def _query_producers(prop: ChannelPropagator, sdpa: fx.Node, query_ids: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """The rows of the Linear/conv whose output, only re-laid out, is SDPA's query, provided those
+    rows reach nothing else. Anything else (a bias added, a norm, the same rows as key, or feeding
+    a residual) would not scale with them: then there is no producer and q keeps its width."""
+    source = sdpa.args[0] if sdpa.args else sdpa.kwargs["query"]
+    while _is_layout(prop, source):
+        source = source.args[0]
+    module = prop.gm.get_submodule(str(source.target)) if source.op == "call_module" else None
+    if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return []
+    frontier, seen = [source], {source}
+    while frontier:  # every path of the query rows must be layout ops ending as this SDPA's query
+        current = frontier.pop()
+        for user in current.users:
+            if user is sdpa and _only_as_query(sdpa, current):
+                continue
+            if user is sdpa or not _is_layout(prop, user):
+                return []
+            if user not in seen and _carries(prop, user, query_ids):  # not k, v of a fused projection
+                seen.add(user)
+                frontier.append(user)
+    name = str(source.target)
+    rows = [(f"{name}.{attr}", torch.isin(prop.graph.tensors[(f"{name}.{attr}", 0)], query_ids).nonzero().flatten())
+            for attr in ("weight", "bias") if (f"{name}.{attr}", 0) in prop.graph.tensors]
+    return [(qualname, r) for qualname, r in rows if r.numel()]
 
 
 @torch.no_grad()

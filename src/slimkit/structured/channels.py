@@ -61,7 +61,29 @@ class Width(int):
     cannot follow pruning, so it pins its channels. A `Width` is still that int, but the reshape
     handler lets it follow the channels it sizes, and `remove_units` / `load_pruned_model` write
     the new width back (`sync_width_attributes`).
+
+    Arithmetic on it (`self.head_dim ** -0.5` in forward) is baked into the graph as a constant
+    too, but the pruned module recomputes it from the rewritten width: such a Width is marked
+    `in_arithmetic` and then treated as a literal size.
     """
+
+    in_arithmetic = False
+
+
+def _marking(name: str):
+    def op(self: Width, *args: object) -> object:
+        self.in_arithmetic = True
+        return getattr(int(self), name)(*args)
+
+    return op
+
+
+for _name in (
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+    "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__divmod__", "__pow__", "__rpow__", "__neg__",
+    "__float__",
+):
+    setattr(Width, _name, _marking(_name))
 
 
 @dataclass
@@ -188,6 +210,7 @@ class ChannelGraph:
     modules: dict[str, ModuleRecord] = field(default_factory=dict)
     opaque: list[str] = field(default_factory=list)  # nodes whose channels were pinned, for reports
     query_scales: list[QueryScale] = field(default_factory=list)
+    output_shapes: list[tuple[int, ...]] = field(default_factory=list)  # of the traced example, for checks
 
     def groups(self) -> list[ChannelGroup]:
         """Prunable groups: unpinned units, grouped by the exact set of tensor slices they touch."""

@@ -102,12 +102,13 @@ def layer_norm(prop: ChannelPropagator, node: fx.Node) -> Any:
 
 
 def group_norm(prop: ChannelPropagator, node: fx.Node) -> Any:
-    """`F.group_norm(x, num_groups, ...)`: num_groups is written in the code, so groups stay and
-    shrink together (channel j of every group is one unit), unlike the module (whole groups)."""
+    """`F.group_norm(x, num_groups, ...)`: num_groups is written in the code, so whole groups cannot
+    go, and removing channels inside a group changes its statistics: with several groups the
+    channels stay. One group normalises like a LayerNorm over the channels and prunes like one."""
     x = prop.chan(node, node.args[0])
     ids = prop.channel_dim(node, x, 1, "group_norm")
-    per_group = ids.reshape(call_arg(node, 1, "num_groups"), -1)
-    prop.uf.union(per_group[:1].expand_as(per_group), per_group)
+    if call_arg(node, 1, "num_groups") != 1:
+        return prop.opaque(node)
     _tie_params(prop, node, ids, (2, "weight"), (3, "bias"))
     return x
 

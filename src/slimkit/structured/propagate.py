@@ -74,6 +74,25 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
+def _permutation(node: fx.Node, ndim: int) -> list[int]:
+    """The dim order of a permute/transpose/swapaxes/t/movedim call."""
+    target = node.target if isinstance(node.target, str) else node.target.__name__
+    order = list(range(ndim))
+    if target == "permute":
+        dims = node.args[1:] if node.op == "call_method" else [node.args[1]]
+        if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+            dims = dims[0]
+        return [norm_dim(d, ndim) for d in dims]
+    if target in ("transpose", "swapaxes", "t"):
+        a, b = (0, 1) if target == "t" else (norm_dim(node.args[1], ndim), norm_dim(node.args[2], ndim))
+        order[a], order[b] = order[b], order[a]
+        return order
+    src, dst = norm_dim(node.args[1], ndim), norm_dim(node.args[2], ndim)  # movedim
+    order.remove(src)
+    order.insert(dst, src)
+    return order
+
+
 class ChannelPropagator:
     """Walks the traced graph once, in topological order, giving every tensor its channel ids."""
 
@@ -81,6 +100,9 @@ class ChannelPropagator:
         self.gm, self.uf = gm, UnionFind()
         self.graph = ChannelGraph(model, self.uf)
         self.info: dict[fx.Node, Any] = {}
+        self.model_tensors = {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}
+        self.fixed_dims: list[tuple[str, int]] = []  # parameter dims a use read without following them
+        self.width_lines: dict[int, torch.Tensor] = {}  # id(Width) -> ids along the dim it sizes
 
     # -- helpers
     def fresh(self, meta: Any, pinned: bool) -> Any:
@@ -197,22 +219,39 @@ class ChannelPropagator:
                 self.info[node] = self.call(node)
             elif node.op == "output":
                 self.pin_args(node)  # the model's outputs keep their shape
+                self.graph.output_shapes = [shape_of(n) for n in nodes_in(node.args) if shape_of(n) is not None]
+        for key in self.fixed_dims:
+            if key in self.graph.tensors:
+                self.uf.pin(self.graph.tensors[key])
         return self.graph
 
     def get_attr(self, node: fx.Node) -> Any:
+        """A parameter used directly: tracked (and sliced) along one dim, its others stay fixed.
+        Constants fx made from code (`torch.ones(1, 1, 8)`) are fixed in every dim."""
         shape = shape_of(node)
         if shape is None or not shape:
             return None
+        qualname = str(node.target)
+        chan = self.fixed_tensor(shape, pinned=qualname not in self.model_tensors)
+        if qualname in self.model_tensors:
+            self.record(qualname, chan.start, chan.ids)
+            self.fixed_dims += [(qualname, d) for d, size in enumerate(shape) if size > 1 and d != chan.start]
+        return chan
+
+    def fixed_tensor(self, shape: Sequence[int], pinned: bool) -> Chan:
+        """Ids on a tensor's one dim longer than 1, or its last dim; fresh, optionally pinned."""
         big = [d for d, s in enumerate(shape) if s > 1]
         dim = big[0] if len(big) == 1 else len(shape) - 1
         chan = Chan(dim, self.uf.new((shape[dim],)))
-        self.record(str(node.target), dim, chan.ids)
+        if pinned:
+            self.uf.pin(chan.ids)
         return chan
 
     def call_module(self, node: fx.Node) -> Any:
         module = self.gm.get_submodule(str(node.target))
         name = str(node.target)
         meta = node.meta.get("tensor_meta")
+        self.pin_sizes(node)
         if isinstance(module, _CONVS):
             x = self.chan(node, node.args[0])
             in_ids = self.channel_dim(node, x, 1, type(module).__name__)
@@ -300,6 +339,14 @@ class ChannelPropagator:
             return self.size_value(node)  # sizes, asserts, python values: no channels
         if target is operator.getitem:
             return self.getitem(node)
+        if not (target in _SHAPE_ARG_METHODS | {"unflatten", torch.unflatten} and is_method or target in (
+            torch.reshape, torch.unflatten
+        ) or target in _SPLITS):  # reshapes and splits check the sizes they are given
+            self.pin_sizes(node)
+        if target is getattr and node.args[1] in ("T", "mT", "H", "mH"):
+            ndim = len(shape_of(node.args[0]))
+            swapped = [*range(ndim - 2), ndim - 1, ndim - 2]
+            return self.permute(node, list(reversed(range(ndim))) if node.args[1] in ("T", "H") else swapped)
         if (not is_method and target in _UNARY_FUNCS | _BINARY_FUNCS) or (is_method and target in _POINTWISE_METHODS):
             return self.broadcast(node, nodes_in((node.args, node.kwargs)))
         if target in ("softmax", "log_softmax", "cumsum", "cumprod") or target in (
@@ -322,8 +369,8 @@ class ChannelPropagator:
             return self.stack(node)
         if target in _SPLITS:
             return self.split(node)
-        if not is_method and target in _FACTORIES:
-            return self.fresh(meta, pinned=True)
+        if not is_method and target in _FACTORIES:  # sizes written in the code
+            return self.fixed_tensor(meta.shape, pinned=True) if meta.shape else None
         handler = (functional.METHODS if is_method else functional.FUNCTIONS).get(target)
         if handler is not None:
             return handler(self, node)
@@ -394,7 +441,9 @@ class ChannelPropagator:
         dims that together hold C of them (d alone, or the head dims ending at d), so C and the
         reshape keep matching widths after pruning. False when the layout does not allow it."""
         src = size.chan
-        if size.derived and size.divisor is None or src.start != size.dim or src.ids.ndim != 1:
+        if not isinstance(src, Chan) or size.derived and size.divisor is None or src.start != size.dim or (
+            src.ids.ndim != 1
+        ):
             return False
         width, last = src.ids.numel(), d - out.start
         first = next((a for a in range(last, -1, -1) if math.prod(out.ids.shape[a:last + 1]) >= width), None)
@@ -403,7 +452,25 @@ class ChannelPropagator:
         rows = out.ids.movedim(tuple(range(first, last + 1)), tuple(range(out.ids.ndim - last - 1 + first, out.ids.ndim)))
         rows = rows.reshape(-1, width)
         self.uf.union(src.ids.expand_as(rows), rows)
+        for axis in range(first, last):  # `C // k` heads: k is written in the code, so heads never shrink
+            self.uf.union(out.ids.narrow(axis, 0, 1).expand_as(out.ids), out.ids)
         return True
+
+    def own_fraction(self, size: SizeOf, x: Chan) -> bool:
+        """`size` is `x`'s own channel count, or `// k` of it (`x.split(x.shape[1] // 2, 1)`)."""
+        src = size.chan
+        return (isinstance(src, Chan) and src.start == size.dim and src.ids.shape == x.ids.shape
+                and torch.equal(self.uf.roots(src.ids), self.uf.roots(x.ids))
+                and (not size.derived or size.divisor is not None))
+
+    def pin_sizes(self, node: fx.Node) -> None:
+        """Sizes read from channel dims and used by anything but a reshape (a scale, a new tensor's
+        shape) would not follow pruning: their channels stay."""
+        for value in (self.info.get(a) for a in nodes_in((node.args, node.kwargs))):
+            if isinstance(value, SizeOf):
+                src = spread_of(value.chan)
+                if value.dim is None or value.dim in src.dims:
+                    self.uf.pin(src.ids)
 
     # -- op families
     def broadcast(self, node: fx.Node, args: Sequence[Any]) -> Any:
@@ -481,42 +548,53 @@ class ChannelPropagator:
             else:
                 self.pin_value(other)
                 self.uf.pin(ids)
-        if node.op == "call_method" and node.target in _SHAPE_ARG_METHODS or node.target is torch.reshape:
-            sizes = node.args[1:]
-            if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
-                sizes = sizes[0]
-            if len(sizes) == len(out_shape):
-                block = range(start, stop)
-                # A Width is an attribute rewritten after pruning (WIDTH_ATTRIBUTES). It follows the
-                # channels when it is the block's only size not written as a literal: the literal
-                # dims are tied across below, so its dim shrinks uniformly.
-                widths = [d for d in block if isinstance(sizes[d], Width)]
-                follows = widths if len(widths) == 1 and not any(isinstance(sizes[d], fx.Node) for d in block) else []
-                fixed = [d - start for d in block if isinstance(sizes[d], int) and sizes[d] > 1 and d not in follows]
-                if len(fixed) == stop - start:
-                    self.uf.pin(ids)  # sizes written into the code cannot follow pruning
-                for k in fixed:  # a fixed dim (e.g. shuffle groups) stays: prune across it uniformly
-                    self.uf.union(ids.narrow(k, 0, 1).expand_as(ids), ids)
+        sizes = self.reshape_sizes(node, len(in_shape), len(out_shape))
+        if sizes is not None:
+            block = range(start, stop)
+            # A Width is an attribute rewritten after pruning (WIDTH_ATTRIBUTES). It follows the
+            # channels when every other size of the block is a literal: those dims are tied across
+            # below, so its dim shrinks uniformly (an inferred -1 could shrink instead).
+            widths = [d for d in block if isinstance(sizes[d], Width) and not sizes[d].in_arithmetic]
+            follows = [w for w in widths[:1] if all(
+                isinstance(sizes[d], int) and sizes[d] >= 1 and d not in widths for d in block if d != w)]
+            fixed = [d - start for d in block if isinstance(sizes[d], int) and sizes[d] > 1 and d not in follows]
+            if len(fixed) == stop - start:
+                self.uf.pin(ids)  # sizes written into the code cannot follow pruning
+            for k in fixed:  # a fixed dim (e.g. shuffle groups) stays: prune across it uniformly
+                self.uf.union(ids.narrow(k, 0, 1).expand_as(ids), ids)
+            for d in follows:
+                self.width_use(sizes[d], ids, d - start)
             self.check_size_args(sizes, Chan(start, ids))
         return Chan(start, ids)
 
-    def permute(self, node: fx.Node) -> Any:
+    @staticmethod
+    def reshape_sizes(node: fx.Node, in_ndim: int, out_ndim: int) -> list[Any] | None:
+        """The sizes a view/reshape/unflatten writes for each output dim (None: not written)."""
+        if node.op == "call_method" and node.target in _SHAPE_ARG_METHODS or node.target is torch.reshape:
+            sizes = list(node.args[1:])
+            if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+                sizes = list(sizes[0])
+        elif node.target in ("unflatten", torch.unflatten):
+            dim = norm_dim(call_arg(node, 1, "dim"), in_ndim)
+            new = list(call_arg(node, 2, "sizes"))
+            sizes = [None] * dim + new + [None] * (out_ndim - dim - len(new))
+        else:
+            return None
+        return sizes if len(sizes) == out_ndim else None
+
+    def width_use(self, width: Width, ids: torch.Tensor, axis: int) -> None:
+        """Every use of one Width attribute must keep the same number of channels: tie them."""
+        line = ids.movedim(axis, -1).reshape(-1, ids.shape[axis])[0]
+        first = self.width_lines.setdefault(id(width), line)
+        if first.shape == line.shape:
+            self.uf.union(first, line)
+        else:
+            self.uf.pin(first)
+            self.uf.pin(line)
+
+    def permute(self, node: fx.Node, order: list[int] | None = None) -> Any:
         x = spread_of(self.value(node, node.args[0]))
-        ndim = len(shape_of(node.args[0]))
-        target = node.target if isinstance(node.target, str) else node.target.__name__
-        order = list(range(ndim))
-        if target == "permute":
-            dims = node.args[1:] if node.op == "call_method" else [node.args[1]]
-            if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
-                dims = dims[0]
-            order = [norm_dim(d, ndim) for d in dims]
-        elif target in ("transpose", "swapaxes", "t"):
-            a, b = (0, 1) if target == "t" else (norm_dim(node.args[1], ndim), norm_dim(node.args[2], ndim))
-            order[a], order[b] = order[b], order[a]
-        else:  # movedim
-            src, dst = norm_dim(node.args[1], ndim), norm_dim(node.args[2], ndim)
-            order.remove(src)
-            order.insert(dst, src)
+        order = order or _permutation(node, len(shape_of(node.args[0])))
         return tidy([order.index(d) for d in x.dims], x.ids)  # channels on dims apart become a Spread
 
     def cat(self, node: fx.Node) -> Any:
@@ -561,12 +639,19 @@ class ChannelPropagator:
         sizes = [meta.shape[dim] for meta in metas]
         amount = node.args[1] if len(node.args) > 1 else next(iter(node.kwargs.values()), None)
         # sizes (not a count) written in the code; a Width (WIDTH_ATTRIBUTES) is rewritten after pruning
-        literal = target != "chunk" and not nodes_in(amount) and not isinstance(amount, Width)
+        width = amount if isinstance(amount, Width) and not amount.in_arithmetic else None
+        literal = target != "chunk" and not nodes_in(amount) and width is None
+        size = self.info.get(amount) if isinstance(amount, fx.Node) else None
+        if isinstance(size, SizeOf) and not self.own_fraction(size, x):
+            self.pin_sizes(node)  # a size read elsewhere does not follow this tensor's channels
+            literal = True
         if len(set(sizes)) != 1 or literal:
             self.uf.pin(x.ids)  # unequal pieces cannot follow pruning: the code fixes their sizes
         else:  # equal pieces stay equal only if position j goes from every piece at once
             pieces = x.ids.reshape(len(sizes), -1)
             self.uf.union(pieces[:1].expand_as(pieces), pieces)
+            if width is not None:
+                self.width_use(width, pieces, 1)
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         return [Chan(x.start, x.ids[offset:offset + size]) for offset, size in zip(offsets, sizes)]
 

@@ -12,7 +12,7 @@ from torch import nn
 from slimkit.structured.attention import (
     ATTENTION, apply_query_scales, rescale_attention_queries, sync_attention_widths,
 )
-from slimkit.structured.channels import declared_width, declared_widths
+from slimkit.structured.channels import ChannelGraphError, declared_width, declared_widths
 from slimkit.structured.graph import ChannelGraph, build_graph, example_inputs
 from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
 
@@ -42,7 +42,8 @@ def sync_attributes(module: nn.Module, old: dict[str, int]) -> None:
             module.num_features = tensor.shape[0]
     elif isinstance(module, nn.GroupNorm) and module.weight is not None:
         module.num_channels = module.weight.shape[0]
-        module.num_groups = module.num_channels // (old["num_channels"] // old["num_groups"])
+        # whole groups were removed, or channels of a single group (traced into F.group_norm)
+        module.num_groups = max(1, module.num_channels // (old["num_channels"] // old["num_groups"]))
     elif isinstance(module, nn.LayerNorm) and module.weight is not None:
         module.normalized_shape = tuple(module.weight.shape)
 
@@ -136,4 +137,33 @@ def prune_channels(
         graph.groups(), scores, prune_ratio, scope=scope, normalize=criterion not in ("bn_gamma", "random"),
         min_keep=min_keep, min_keep_fraction=min_keep_fraction, round_to=round_to,
     )
-    return remove_units(model, graph, selection.removed, inplace=inplace)
+    pruned = remove_units(model, graph, selection.removed, inplace=inplace)
+    check_runs(pruned, graph, inputs)
+    return pruned
+
+
+def _tensors(value: object) -> list[torch.Tensor]:
+    """The tensors in a (nested) model output, in the order fx lists them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else []
+    return [t for item in items for t in _tensors(item)]
+
+
+def check_runs(model: nn.Module, graph: ChannelGraph, inputs: Sequence[int] | torch.Tensor | tuple) -> None:
+    """A last guard: the pruned model runs on the example inputs, with outputs of the traced shapes."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            outputs = model.eval()(*example_inputs(inputs))
+        shapes = [tuple(t.shape) for t in _tensors(outputs)]
+        problem = None if shapes == graph.output_shapes else f"outputs {shapes} instead of {graph.output_shapes}"
+    except Exception as exc:  # noqa: BLE001 - any failure of the pruned model is reported the same way
+        problem = f"{type(exc).__name__}: {exc}"
+    finally:
+        model.train(was_training)
+    if problem:
+        raise ChannelGraphError(
+            f"the pruned {type(model).__name__} is inconsistent ({problem}). This is a slimkit bug, please report "
+            "it; meanwhile name the layer involved in ignored_layers= or leaf_modules="
+        )
