@@ -234,3 +234,95 @@ def test_functional_group_norm_prunes_exactly_or_stays():
         model.gamma.uniform_(0.5, 1.5)
         model.beta.normal_(0, 0.1)
     assert check_exact_or_whole(model, torch.randn(2, 3, 8, 8)) == 0
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, whole_shape: bool):
+        super().__init__()
+        self.whole_shape = whole_shape
+        self.stem, self.body = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc1, self.fc2, self.head = nn.Linear(16, 4), nn.Linear(4, 16), nn.Conv2d(16, 5, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.body(torch.relu(self.stem(x))))
+        b, c, h, w = x.size()
+        y = torch.sigmoid(self.fc2(torch.relu(self.fc1(F.adaptive_avg_pool2d(x, 1).view(b, c))))).view(b, c, 1, 1)
+        return self.head(x * (y.expand(x.size()) if self.whole_shape else y.expand(b, c, h, w))).mean((2, 3))
+
+
+class ChannelMatmul(nn.Module):  # conv maps multiplied channel by channel: channels are a batch dim
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 5, 1)
+
+    def forward(self, x):
+        return self.head(torch.matmul(self.a(x), self.b(x).transpose(-1, -2))).mean((2, 3))
+
+
+class GatedSplit(nn.Module):  # GLU gate split by another tensor's width
+    def __init__(self):
+        super().__init__()
+        self.a, self.g, self.h = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1), nn.Conv2d(8, 5, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        p, q = self.g(y).split(y.size(1), dim=1)
+        return self.h(y + p * torch.sigmoid(q)).mean((2, 3))
+
+
+class ReshapeToOtherShape(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.h = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1), nn.Conv2d(3, 5, 1)
+
+    def forward(self, x):
+        return self.h(torch.relu(self.b(torch.relu(self.a(x)))).reshape(x.shape)).mean((2, 3))
+
+
+class SplitByOtherSizes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.h1, self.h2 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(3, 5, 1), nn.Conv2d(3, 5, 1)
+
+    def forward(self, x):
+        p, q = torch.split(torch.relu(self.a(x)), [x.size(1), x.size(1)], dim=1)
+        return (self.h1(p) + self.h2(q)).mean((2, 3))
+
+
+@pytest.mark.parametrize("model,prunes", [
+    (SqueezeExcite(whole_shape=False), True), (SqueezeExcite(whole_shape=True), True), (ChannelMatmul(), True),
+    (GatedSplit(), True), (ReshapeToOtherShape(), True), (SplitByOtherSizes(), False),
+], ids=["se expand(b, c, h, w)", "se expand(x.size())", "channel matmul", "gated split", "reshape(x.shape)",
+        "split by other sizes"])
+def test_convnet_size_patterns_prune_exactly(model, prunes):
+    torch.manual_seed(0)
+    assert (check_exact_or_whole(model, torch.randn(2, 3, 8, 8)) > 0) == prunes
+
+
+class QueryKeyFromOneLinear(Projections):  # the query projection is called again for the keys
+    def forward(self, x):
+        q, k = self.split(self.q(x)), self.split(self.q(x))
+        return self.merge(F.scaled_dot_product_attention(q, k, self.split(self.v(x))))
+
+
+def test_a_projection_called_twice_is_not_rescaled_as_queries():
+    torch.manual_seed(0)
+    check_exact_or_whole(_sharpen(Residual(QueryKeyFromOneLinear())), torch.randn(2, 7, 6))
+
+
+def test_outputs_as_tuples_and_timm_qk_norm_prune():
+    from timm.models.vision_transformer import VisionTransformer
+
+    from slimkit.structured import prune_channels
+
+    class Chunks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x))).chunk(2, dim=1)
+
+    assert prune_channels(Chunks(), (3, 8, 8), 0.5).a.out_channels == 4
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_classes=5, qk_norm=True)
+    assert prune_channels(vit, (3, 32, 32), 0.5)(torch.randn(2, 3, 32, 32)).shape == (2, 5)

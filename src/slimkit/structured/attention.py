@@ -179,8 +179,11 @@ def _carry(prop: ChannelPropagator, node: fx.Node, sides: list[tuple[Spread, dic
     not shrink with them, so those stay whole."""
     out_shape = tuple(node.meta["tensor_meta"].shape)
     placed = []
+    out_dims = [[labels[d] for d in spread.dims] for spread, labels in sides]
+    shared = len(out_dims) == 2 and out_dims[0] == out_dims[1]
     for spread, labels in sides:
-        _tie_batch_dims(prop, spread, labels, n_batch)
+        if not shared:  # both operands carry the same dims: they shrink together, nothing is fixed
+            _tie_batch_dims(prop, spread, labels, n_batch)
         dims = [labels[d] for d in spread.dims]
         if any(not isinstance(d, int) or out_shape[d] != n for d, n in zip(dims, spread.ids.shape)):
             prop.uf.pin(spread.ids)
@@ -285,6 +288,11 @@ def _query_producers(prop: ChannelPropagator, sdpa: fx.Node, query_ids: torch.Te
     module = prop.gm.get_submodule(str(source.target)) if source.op == "call_module" else None
     if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         return []
+    name = str(source.target)
+    uses = [n for n in prop.gm.graph.nodes if n.op in ("call_module", "get_attr") and n is not source
+            and (str(n.target) == name or str(n.target).startswith(name + "."))]
+    if uses:  # the projection also makes other tensors (called twice, weight shared): they would scale too
+        return []
     frontier, seen = [source], {source}
     while frontier:  # every path of the query rows must be layout ops ending as this SDPA's query
         current = frontier.pop()
@@ -296,7 +304,6 @@ def _query_producers(prop: ChannelPropagator, sdpa: fx.Node, query_ids: torch.Te
             if user not in seen and _carries(prop, user, query_ids):  # not k, v of a fused projection
                 seen.add(user)
                 frontier.append(user)
-    name = str(source.target)
     rows = [(f"{name}.{attr}", torch.isin(prop.graph.tensors[(f"{name}.{attr}", 0)], query_ids).nonzero().flatten())
             for attr in ("weight", "bias") if (f"{name}.{attr}", 0) in prop.graph.tensors]
     return [(qualname, r) for qualname, r in rows if r.numel()]

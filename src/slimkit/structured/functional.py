@@ -94,7 +94,9 @@ def layer_norm(prop: ChannelPropagator, node: fx.Node) -> Any:
     x = prop.chan(node, node.args[0])
     ndim = len(shape_of(node.args[0]))
     shape = call_arg(node, 1, "normalized_shape")
-    if x.stop <= ndim - len(shape):
+    if x.stop <= ndim - len(shape):  # normalises dims without followed channels: its weight keeps them
+        for index, name in ((2, "weight"), (3, "bias")):
+            prop.pin_value(prop.info.get(call_arg(node, index, name)))
         return x
     ids = prop.channel_dim(node, x, ndim - 1, "layer_norm")
     _tie_params(prop, node, ids, (2, "weight"), (3, "bias"))

@@ -74,6 +74,14 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
+def _meta_shapes(meta: Any) -> list[tuple[int, ...]]:
+    """The tensor shapes in a (nested) ShapeProp result, in order."""
+    if isinstance(meta, TensorMetadata):
+        return [tuple(meta.shape)]
+    items = meta.values() if isinstance(meta, dict) else meta if isinstance(meta, (list, tuple)) else []
+    return [shape for item in items for shape in _meta_shapes(item)]
+
+
 def _permutation(node: fx.Node, ndim: int) -> list[int]:
     """The dim order of a permute/transpose/swapaxes/t/movedim call."""
     target = node.target if isinstance(node.target, str) else node.target.__name__
@@ -219,7 +227,7 @@ class ChannelPropagator:
                 self.info[node] = self.call(node)
             elif node.op == "output":
                 self.pin_args(node)  # the model's outputs keep their shape
-                self.graph.output_shapes = [shape_of(n) for n in nodes_in(node.args) if shape_of(n) is not None]
+                self.graph.output_shapes = [s for n in nodes_in(node.args) for s in _meta_shapes(n.meta.get("tensor_meta"))]
         for key in self.fixed_dims:
             if key in self.graph.tensors:
                 self.uf.pin(self.graph.tensors[key])
@@ -339,10 +347,17 @@ class ChannelPropagator:
             return self.size_value(node)  # sizes, asserts, python values: no channels
         if target is operator.getitem:
             return self.getitem(node)
-        if not (target in _SHAPE_ARG_METHODS | {"unflatten", torch.unflatten} and is_method or target in (
+        if not (target in _SHAPE_ARG_METHODS | {"unflatten", "expand"} and is_method or target in (
             torch.reshape, torch.unflatten
-        ) or target in _SPLITS):  # reshapes and splits check the sizes they are given
+        ) or target in _SPLITS):  # reshapes, expands and splits check the sizes they are given
             self.pin_sizes(node)
+        if is_method and target == "expand":
+            out = self.broadcast(node, [node.args[0]])
+            if isinstance(out, Chan):
+                self.check_size_args(self.reshape_sizes(node, 0, len(meta.shape)) or node.args[1:2], out)
+            else:
+                self.pin_sizes(node)
+            return out
         if target is getattr and node.args[1] in ("T", "mT", "H", "mH"):
             ndim = len(shape_of(node.args[0]))
             swapped = [*range(ndim - 2), ndim - 1, ndim - 2]
@@ -421,6 +436,15 @@ class ChannelPropagator:
 
     def check_size_args(self, sizes: Sequence[Any], out: Chan) -> None:
         """A reshape whose sizes come from another tensor's channel dim must keep the two widths equal."""
+        whole = self.info.get(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], fx.Node) else None
+        if isinstance(whole, SizeOf) and whole.dim is None:  # `reshape(other.shape)`: all of other's dims
+            src = whole.chan
+            if isinstance(src, Chan) and (src.start, src.ids.shape) == (out.start, out.ids.shape):
+                self.uf.union(src.ids, out.ids)
+            else:
+                self.uf.pin(out.ids)
+                self.pin_value(src)
+            return
         for d, arg in enumerate(sizes):
             value = self.info.get(arg) if isinstance(arg, fx.Node) else None
             if not isinstance(value, SizeOf) or value.dim is None:
@@ -565,12 +589,14 @@ class ChannelPropagator:
             for d in follows:
                 self.width_use(sizes[d], ids, d - start)
             self.check_size_args(sizes, Chan(start, ids))
+        elif node.target in ("view", "reshape", torch.reshape) and len(node.args) == 2:
+            self.check_size_args(node.args[1:2], Chan(start, ids))  # `reshape(other.shape)`
         return Chan(start, ids)
 
     @staticmethod
     def reshape_sizes(node: fx.Node, in_ndim: int, out_ndim: int) -> list[Any] | None:
         """The sizes a view/reshape/unflatten writes for each output dim (None: not written)."""
-        if node.op == "call_method" and node.target in _SHAPE_ARG_METHODS or node.target is torch.reshape:
+        if node.op == "call_method" and node.target in _SHAPE_ARG_METHODS | {"expand"} or node.target is torch.reshape:
             sizes = list(node.args[1:])
             if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
                 sizes = list(sizes[0])
@@ -642,9 +668,19 @@ class ChannelPropagator:
         width = amount if isinstance(amount, Width) and not amount.in_arithmetic else None
         literal = target != "chunk" and not nodes_in(amount) and width is None
         size = self.info.get(amount) if isinstance(amount, fx.Node) else None
-        if isinstance(size, SizeOf) and not self.own_fraction(size, x):
-            self.pin_sizes(node)  # a size read elsewhere does not follow this tensor's channels
+        pieces = x.ids.reshape(len(sizes), -1) if len(set(sizes)) == 1 else None
+        if isinstance(amount, (list, tuple)) and nodes_in(amount):  # sizes read elsewhere: they stay
+            self.pin_sizes(node)
             literal = True
+        elif isinstance(size, SizeOf) and not self.own_fraction(size, x):
+            src = size.chan
+            if pieces is not None and not size.derived and isinstance(src, Chan) and src.start == size.dim and (
+                src.ids.shape == pieces.shape[1:]
+            ):  # pieces as wide as another tensor's channels (a GLU gate): tied to them
+                self.uf.union(src.ids.expand_as(pieces), pieces)
+            else:
+                self.pin_sizes(node)
+                literal = True
         if len(set(sizes)) != 1 or literal:
             self.uf.pin(x.ids)  # unequal pieces cannot follow pruning: the code fixes their sizes
         else:  # equal pieces stay equal only if position j goes from every piece at once
