@@ -8,6 +8,9 @@ values. OpenVINO is optional (`pip install openvino`, or `make bench`); without 
 skipped with a note.
 
     python benchmarks/deploy_latency.py --models resnet50 vgg16 --batches 1 16
+    python benchmarks/deploy_latency.py --models timm:deit_small_patch16_224 --section deploy-latency-vit
+
+Models are torchvision names, or timm names after "timm:" (random weights, nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -66,6 +69,14 @@ def openvino_runner(path: Path, shape: tuple[int, ...], precision: str) -> Calla
     return make
 
 
+def build_model(name: str) -> torch.nn.Module:
+    if name.startswith("timm:"):
+        import timm
+
+        return timm.create_model(name.removeprefix("timm:"), pretrained=False)
+    return torchvision.models.get_model(name, weights=None)
+
+
 def alternating_medians(runners: dict[str, Runner], x: np.ndarray, warmup: int, repeats: int) -> dict[str, float]:
     """Median seconds per call of each runner, the runners timed in turn within every round."""
     samples: dict[str, list[float]] = {label: [] for label in runners}
@@ -85,6 +96,7 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds at batch 1 (a third of it, >= 3, above)")
+    parser.add_argument("--section", default="deploy-latency", help="BENCHMARKS.md section to write")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     runtimes = ["PyTorch eager", "onnxruntime"]
@@ -104,12 +116,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             torch.manual_seed(0)
-            dense = torchvision.models.get_model(name, weights=None).eval()
+            dense = build_model(name).eval()
             pruned = prune_channels(dense, shape, args.ratio).eval()
             flops = [count_flops(m, shape).dense for m in (dense, pruned)]
             params = [count_params(m)[0] for m in (dense, pruned)]
             example = torch.randn(1, *shape)
-            paths = [export_onnx(m, example, Path(tmp) / f"{name}-{kind}.onnx") for m, kind in
+            paths = [export_onnx(m, example, Path(tmp) / f"{name.replace(':', '-')}-{kind}.onnx") for m, kind in
                      ((dense, "dense"), (pruned, "pruned"))]
             makers = {
                 "PyTorch eager": [eager_runner(dense), eager_runner(pruned)],
@@ -150,7 +162,7 @@ def main() -> None:
     lines += ["", f"Load average (1, 5, 15 min) when the measurement ended: {load}."]
     if not openvino_precisions:
         lines.append("OpenVINO was not installed for this run (`pip install openvino`).")
-    write_section("deploy-latency", "\n".join(lines))
+    write_section(args.section, "\n".join(lines))
     print("\n".join(lines))
 
 
