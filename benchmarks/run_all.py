@@ -25,7 +25,7 @@ STEPS = [
      "--seeds", "0", "--workers", "2"],
     ["structured_speed.py", "--size", "224"],
     ["deploy_latency.py", "--models", "resnet50", "vgg16", "--batches", "1", "16"],
-    ["deploy_latency.py", "--models", "timm:deit_small_patch16_224", "--batches", "1", "16",
+    ["deploy_latency.py", "--models", "timm:deit_small_patch16_224", "--batches", "1", "16", "--repeats", "20",
      "--section", "deploy-latency-vit"],
     ["netslim_fmnist.py", "--models", "resnet20", "--epochs", "10", "--finetune-epochs", "5", "--ratios", "0.5", "0.7",
      "--seeds", "0", "--workers", "2", "--threads", "1"],
