@@ -51,7 +51,7 @@ _BINARY_FUNCS = {
 _POINTWISE_METHODS = {
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", "clone", "float", "double", "half", "to",
     "type_as", "detach", "exp", "neg", "abs", "sqrt", "clamp", "clamp_", "clip", "add", "add_", "sub", "sub_",
-    "mul", "mul_", "div", "div_", "pow", "expand", "expand_as", "masked_fill", "hardswish", "gelu",
+    "mul", "mul_", "div", "div_", "pow", "expand_as", "masked_fill", "hardswish", "gelu",
     "sin", "cos", "log", "rsqrt", "reciprocal", "erf", "square", "sign", "floor", "round", "logical_not", "bool",
     "int", "long",
 }
