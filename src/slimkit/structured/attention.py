@@ -181,10 +181,9 @@ def _carry(prop: ChannelPropagator, node: fx.Node, sides: list[tuple[Spread, dic
     placed = []
     out_dims = [[labels[d] for d in spread.dims] for spread, labels in sides]
     shared = len(out_dims) == 2 and out_dims[0] == out_dims[1]
-    for spread, labels in sides:
-        if not shared:  # both operands carry the same dims: they shrink together, nothing is fixed
+    for (spread, labels), dims in zip(sides, out_dims):
+        if not shared:  # operands carrying the same dims shrink together: then nothing is fixed
             _tie_batch_dims(prop, spread, labels, n_batch)
-        dims = [labels[d] for d in spread.dims]
         if any(not isinstance(d, int) or out_shape[d] != n for d, n in zip(dims, spread.ids.shape)):
             prop.uf.pin(spread.ids)
         else:
