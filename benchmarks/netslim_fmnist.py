@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="threads per run")
     parser.add_argument("--out", default="runs/bench/netslim")
+    parser.add_argument("--report-only", action="store_true", help="write the table from finished runs, run nothing")
     args = parser.parse_args()
 
     base = Path(args.out)
@@ -58,9 +59,14 @@ def main() -> None:
                 out = base / f"scratch{ratio:g}-{run}"
                 second.append((out.name, [*source, "--ratio", str(ratio), "--from-scratch", "--finetune-epochs",
                                           str(args.epochs)], out))
-    run_jobs(first, args.workers, threads=args.threads)
-    run_jobs(second, args.workers, threads=args.threads)
+    if not args.report_only:
+        run_jobs(first, args.workers, threads=args.threads)
+        run_jobs(second, args.workers, threads=args.threads)
     write_table(args, base)
+
+
+def _mean(metrics: list[dict], key: str) -> float:
+    return sum(m[key] for m in metrics) / len(metrics)
 
 
 def write_table(args, base: Path) -> None:
@@ -72,17 +78,20 @@ def write_table(args, base: Path) -> None:
         for ratio in args.ratios:
             tuned = [m for m in (read_metrics(base / f"slim{ratio:g}-{model}-s{s}") for s in args.seeds) if m]
             scratch = [m for m in (read_metrics(base / f"scratch{ratio:g}-{model}-s{s}") for s in args.seeds) if m]
-            size = tuned[0] if tuned else None
             cells = [
                 mean_std([m["test_acc"] for m in dense]), mean_std([m["test_acc"] for m in sparse_train]),
                 mean_std([m["test_acc_before_finetune"] for m in tuned]), mean_std([m["test_acc"] for m in tuned]),
                 mean_std([m["test_acc"] for m in scratch]),
             ]
-            if size:
+            if tuned:
+                # each seed prunes to its own architecture: sizes are means over seeds, latency is the
+                # first seed's (latencies from different machines do not average)
+                first = tuned[0]
                 cells += [
-                    f"{size['params_before'] / 1e6:.2f}M → {size['params_after'] / 1e6:.2f}M",
-                    f"{size['flops_before'] / 1e6:.0f}M → {size['flops_after'] / 1e6:.0f}M ({size['flops_reduction']:.2f}x)",
-                    f"{size['latency_ms_before']:.2f} → {size['latency_ms_after']:.2f} ({size['speedup']:.2f}x)",
+                    f"{first['params_before'] / 1e6:.2f}M → {_mean(tuned, 'params_after') / 1e6:.2f}M",
+                    f"{first['flops_before'] / 1e6:.0f}M → {_mean(tuned, 'flops_after') / 1e6:.0f}M "
+                    f"({_mean(tuned, 'flops_reduction'):.2f}x)",
+                    f"{first['latency_ms_before']:.2f} → {first['latency_ms_after']:.2f} ({first['speedup']:.2f}x)",
                 ]
             else:
                 cells += ["–"] * 3
@@ -94,7 +103,8 @@ def write_table(args, base: Path) -> None:
         f"{args.epochs} epochs of `{RECIPE}` (the L1 run adds s = {args.sparsity_l1:g} on BN scales). Pruning removes "
         f"the given fraction of BN channels below one global |γ| threshold; fine-tuning runs {args.finetune_epochs} "
         f"epochs at a tenth of the lr; scratch trains the pruned architecture from new weights for {args.epochs} "
-        "epochs at the full lr. Latency: batch 1, median ms in PyTorch eager on this CPU, before → after.", "",
+        "epochs at the full lr. Params and FLOPs after pruning: mean over seeds (each seed prunes to its own "
+        "widths). Latency: batch 1, median ms in PyTorch eager, the first seed's run, before → after.", "",
         "| model | channels removed | dense | L1-trained | pruned, no fine-tuning | fine-tuned | from scratch | "
         "params | FLOPs | latency ms |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",

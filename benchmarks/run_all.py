@@ -28,7 +28,7 @@ STEPS = [
     ["deploy_latency.py", "--models", "timm:deit_small_patch16_224", "--batches", "1", "16", "--repeats", "20",
      "--section", "deploy-latency-vit"],
     ["netslim_fmnist.py", "--models", "resnet20", "--epochs", "10", "--finetune-epochs", "5", "--ratios", "0.5", "0.7",
-     "--seeds", "0", "--workers", "2", "--threads", "1"],
+     "--seeds", "0", "1", "--workers", "2", "--threads", "1"],
     ["quant_distill.py", "--epochs", "3", "--kd-epochs", "3", "--seeds", "0", "1"],
 ]
 
