@@ -23,6 +23,8 @@ STEPS = [
     ["forgetting.py", "--model", "lenet5", "--epochs", "6", "--stats-epochs", "2", "--fractions", "0.1", "0.2", "0.3",
      "0.4", "--thresholds", "0", "--stats-lengths", "1", "3", "--length-fraction", "0.3", "--sparsities", "0.9", "0.95",
      "--seeds", "0", "--workers", "2"],
+    ["forgetting_walltime.py", "--model", "lenet5", "--epochs", "30", "--stats-epochs", "10", "--remove-fraction", "0.4",
+     "--rounds", "3"],
     ["structured_speed.py", "--size", "224"],
     ["deploy_latency.py", "--models", "resnet50", "vgg16", "--batches", "1", "16"],
     ["deploy_latency.py", "--models", "timm:deit_small_patch16_224", "--batches", "1", "16", "--repeats", "20",
