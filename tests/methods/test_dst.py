@@ -1,4 +1,5 @@
 import copy
+import logging
 
 import pytest
 import torch
@@ -286,3 +287,20 @@ def test_a_dense_layer_is_left_alone_by_mutation(scheme):
     trainer, inspector = _fit(method, model)
     assert method.updates > 3
     assert all(bool(masks["conv1"].all()) for masks in inspector.masks)
+
+
+@pytest.mark.parametrize("settings, warned", [
+    (dict(sparsity=0.95), True),  # conv1: 4 of 72 weights for 8 outputs
+    (dict(sparsity=0.8), False),  # 14 weights
+    (dict(sparsity=0.95, dense_layers=["conv1"]), False),
+    (dict(sparsity=0.95, scheme="channel"), False),  # removing outputs is the channel scheme's point
+])
+def test_a_layer_left_fewer_weights_than_outputs_is_warned_about(caplog, settings, warned):
+    with caplog.at_level(logging.WARNING, logger="slimkit"):
+        MEST(SmallConvNet(), **settings)
+    messages = [r.getMessage() for r in caplog.records if "outputs" in r.getMessage()]
+    if warned:
+        assert len(messages) == 1 and messages[0].startswith("layer conv1 keeps 4 of its 72 weights, fewer than its 8")
+        assert "--dense-layers conv1" in messages[0]
+    else:
+        assert messages == []

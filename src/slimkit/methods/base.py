@@ -12,6 +12,7 @@ Use it as a `Trainer` callback, or in your own loop:
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Iterable
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 
 from slimkit.compressed import can_compress, compress
 from slimkit.metrics.flops import count_flops
-from slimkit.metrics.params import prunable_layers
+from slimkit.metrics.params import prunable_layers, weight_shape
 from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
 from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks, is_masked, original_weight, sparsity_report
 from slimkit.sparse.schemes import Scheme, make_scheme
@@ -116,11 +117,31 @@ class SparsityMethod(Callback):
                 f"the {self.scheme.name} scheme fixes sparsity at {1 - fixed:g}; got sparsity {self.sparsity:g}"
             )
         if allocation != "global":  # fail before training on impossible budgets
-            allocate(self.layers, self.sparsity, allocation, scheme=self.scheme, dense_layers=self.dense_layers)
+            densities = allocate(self.layers, self.sparsity, allocation, scheme=self.scheme,
+                                 dense_layers=self.dense_layers)
+            self._warn_starved_layers(densities)
         self.optimizer: torch.optim.Optimizer | None = None
         self.total_steps: int | None = None
         self.steps_done = 0
         self.initialized = False
+
+    def _warn_starved_layers(self, densities: dict[str, float]) -> None:
+        """Warn when a layer keeps fewer weights than it has outputs, so some outputs get no weight
+        at all. Uniform allocation does this to small first layers at high sparsity (ResNet-20's
+        first conv keeps 3 of 144 weights at 98%), and training then varies wildly between seeds
+        (BENCHMARKS.md, dynamic sparse training on resnet20). Channel pruning removes outputs on
+        purpose, and fixed-density schemes (N:M) keep every group, so they are not checked."""
+        if self.scheme.name == "channel" or self.scheme.fixed_density() is not None:
+            return
+        for name, module in self.layers.items():
+            shape = weight_shape(module)
+            kept = round(densities[name] * math.prod(shape))
+            if densities[name] < 1.0 and kept < shape[0]:
+                log.warning(
+                    "layer %s keeps %d of its %d weights, fewer than its %d outputs: some outputs get no "
+                    "weight. Keep it dense (--dense-layers %s) or use --allocation erk.",
+                    name, kept, math.prod(shape), shape[0], name,
+                )
 
     # ---- binding to a loop -----------------------------------------------------------------
     def bind(self, optimizer: torch.optim.Optimizer | None, total_steps: int | None = None) -> None:
