@@ -64,4 +64,6 @@ def test_synflow_iterations(mode, caplog, capsys):
     if mode == "log":
         assert len(written) == 10 and written[-1].startswith("synflow: 40/40 iterations done (100%")
     else:
-        assert caplog.records == [] and capsys.readouterr() == ("", "")
+        # no progress at all (the tiny model's layers may still draw the too-few-weights warning)
+        progress = [r for r in caplog.records if "outputs: some outputs get no weight" not in r.getMessage()]
+        assert progress == [] and capsys.readouterr() == ("", "")
