@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data test demo bench clean
+.PHONY: setup data test demo bench bench-gpu clean
 
 setup: $(STAMP) data
 
@@ -29,6 +29,10 @@ demo: setup
 bench: setup
 	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
 	$(PY) benchmarks/run_all.py
+
+bench-gpu: setup
+	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
+	$(PY) benchmarks/run_gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -3,6 +3,7 @@ BENCHMARKS.md between marker comments so each script owns its own section."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -43,13 +44,19 @@ def machine_line() -> str:
 
 
 def write_section(name: str, body: str) -> None:
-    """Replace the text between `<!-- name:begin -->` and `<!-- name:end -->` in BENCHMARKS.md."""
+    """Replace the text between `<!-- name:begin -->` and `<!-- name:end -->` in BENCHMARKS.md.
+    The file is locked while it is rewritten: `run_gpu.py` runs scripts that finish side by side."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + f"\n\n{block}\n"
-    BENCHMARKS_MD.write_text(text)
+    BENCHMARKS_MD.touch()
+    with open(BENCHMARKS_MD, "r+", encoding="utf-8") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        text = file.read() or "# Benchmarks\n"
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + f"\n\n{block}\n"
+        file.seek(0)
+        file.write(text)
+        file.truncate()
 
 
 def _say(message: str) -> None:

@@ -1,6 +1,6 @@
 """`make bench`: every CPU benchmark in order, each rebuilding its section of BENCHMARKS.md with
 the command quoted there. Finished runs are reused, so an interrupted `make bench` continues
-where it stopped. The ResNet-20 sparse-training grid needs a GPU and is left out (see its section)."""
+where it stopped. The ResNet-20 and VGG-11 training grids need a GPU: `run_gpu.py` (`make bench-gpu`)."""
 
 from __future__ import annotations
 
