@@ -63,20 +63,36 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
+def resume_command(args: list[str], out: Path) -> list[str] | None:
+    """The `slimkit` arguments that continue the interrupted run in `out`, or None if it must start
+    over. `train` continues from its last finished epoch; `slim` continues its L1 training (OUT/train)
+    and redoes the short fine-tuning. A sweep killed at the end of a session loses at most an epoch."""
+    if args[:1] == ["train"] and (out / "config.yaml").is_file():
+        return ["train", "--resume", str(out)]  # the saved config.yaml already has --progress/--out
+    if args[:1] == ["slim"] and (out / "train" / "config.yaml").is_file():
+        return args + ["--progress", "log", "--out", str(out)]
+    return None
+
+
 def run_job(job: tuple[str, list[str], Path], threads: int = 1, say: Callable[[str], None] = _say) -> None:
-    """Run one `slimkit` job into its folder (skipped if finished), single-threaded by default, log
-    beside it. Several jobs run side by side use the cores better than one multi-threaded small model."""
+    """Run one `slimkit` job into its folder (skipped if finished, continued if interrupted),
+    single-threaded by default, log beside it. Several jobs run side by side use the cores better
+    than one multi-threaded small model."""
     label, args, out = job
     out = ROOT / out
     if (out / "metrics.json").exists():
         return
-    if out.exists():
+    resumed = resume_command(args, out)
+    if resumed is None and out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    say(f"start {label}")
-    with open(out.parent / f"{out.name}.log", "w") as log:
-        cmd = slimkit_cmd(args + ["--progress", "log", "--out", str(out)])
+    say(f"{'resume' if resumed else 'start'} {label}")
+    with open(out.parent / f"{out.name}.log", "a" if resumed else "w") as log:
+        if resumed:
+            log.write("\n--- resumed by the benchmark script ---\n")
+            log.flush()
+        cmd = slimkit_cmd(resumed or args + ["--progress", "log", "--out", str(out)])
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=log, env=env)
     say(f"done  {label}")
 

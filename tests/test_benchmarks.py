@@ -1,4 +1,4 @@
-"""benchmarks/common.py's run_jobs shows how many runs of a sweep are done."""
+"""benchmarks/common.py: run_jobs shows how many runs of a sweep are done; run_job resumes interrupted runs."""
 
 import json
 import sys
@@ -36,3 +36,40 @@ def test_log_mode_prints_at_most_ten_runs_done_lines(finished_jobs, capsys):
 def test_none_mode_prints_nothing_for_skipped_runs(finished_jobs, capsys):
     assert common.run_jobs(finished_jobs, workers=2, progress="none") == []
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.fixture
+def recorded_commands(monkeypatch):
+    """subprocess.run replaced by a recorder: run_job's decisions without training anything."""
+    commands = []
+    monkeypatch.setattr(common.subprocess, "run", lambda cmd, **kwargs: commands.append(cmd[3:]))
+    return commands
+
+
+def test_interrupted_train_run_is_resumed_not_deleted(tmp_path, recorded_commands):
+    out = tmp_path / "dense"
+    out.mkdir()
+    (out / "config.yaml").write_text("model: lenet5\n")
+    (out / "checkpoint.pt").write_bytes(b"epoch 3")
+    common.run_job(("dense", ["train", "--epochs", "10"], out), say=lambda _: None)
+    assert recorded_commands == [["train", "--resume", str(out)]]
+    assert (out / "checkpoint.pt").read_bytes() == b"epoch 3"
+    assert "resumed" in (tmp_path / "dense.log").read_text()
+
+
+def test_interrupted_slim_run_continues_its_l1_training(tmp_path, recorded_commands):
+    out = tmp_path / "slim"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "config.yaml").write_text("model: vgg11\n")
+    common.run_job(("slim", ["slim", "--prune-ratio", "0.5"], out), say=lambda _: None)
+    assert recorded_commands == [["slim", "--prune-ratio", "0.5", "--progress", "log", "--out", str(out)]]
+    assert (out / "train" / "config.yaml").exists()
+
+
+def test_run_that_cannot_resume_starts_over_in_an_empty_folder(tmp_path, recorded_commands):
+    out = tmp_path / "scratch"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"half done")  # prune-channels has no resume
+    common.run_job(("scratch", ["prune-channels", "--from", "x"], out), say=lambda _: None)
+    assert recorded_commands == [["prune-channels", "--from", "x", "--progress", "log", "--out", str(out)]]
+    assert not out.exists() or not any(out.iterdir())
