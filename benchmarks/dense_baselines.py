@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine_line, run_slimkit, write_section  # noqa: E402
+from common import ROOT, machine_line, resume_command, run_slimkit, write_section  # noqa: E402
 
 RECIPES = {
     "lenet300": "recipes/dense_lenet300_fmnist.yaml",
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--out", default="runs/bench/dense")
-    parser.add_argument("--reuse", action="store_true", help="keep finished runs instead of retraining")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs and continue interrupted ones instead of retraining")
     args = parser.parse_args()
 
     for model in args.models:
@@ -37,9 +37,10 @@ def main() -> None:
             out = Path(args.out) / f"{model}-s{seed}"
             if args.reuse and (ROOT / out / "metrics.json").exists():
                 continue
-            if (ROOT / out).exists():
+            resumed = resume_command(["train"], ROOT / out) if args.reuse else None
+            if resumed is None and (ROOT / out).exists():
                 shutil.rmtree(ROOT / out)
-            run_slimkit(["train", "--config", RECIPES[model], "--seed", str(seed), "--out", str(out)])
+            run_slimkit(resumed or ["train", "--config", RECIPES[model], "--seed", str(seed), "--out", str(out)])
 
     # The table covers every finished run under --out, so separate invocations compose.
     rows, commands = [], []
