@@ -124,11 +124,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_distill(args: argparse.Namespace) -> int:
     """Train --student with knowledge distillation from one or more teacher run folders."""
     from slimkit.config import RunConfig, load_config
-    from slimkit.pipelines import distill_run
+    from slimkit.pipelines import distill_run, resume_distill_run
 
-    config = load_config(args.config, {**_overrides(args, RunConfig), "model": args.student})
-    out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-kd-s{config.seed}"
-    metrics = distill_run(config, args.teacher, out, temperature=args.temperature, alpha=args.alpha)
+    if args.resume:
+        if args.teacher or args.student or args.config or args.out or _overrides(args, RunConfig):
+            raise ValueError("--resume continues a distillation with its saved settings; drop the other flags")
+        out = Path(args.resume)
+        metrics = resume_distill_run(out)
+    else:
+        if not args.teacher or not args.student:
+            raise ValueError("distill needs --teacher OUT (one or more) and --student MODEL, or --resume OUT")
+        config = load_config(args.config, {**_overrides(args, RunConfig), "model": args.student})
+        out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-kd-s{config.seed}"
+        metrics = distill_run(config, args.teacher, out, temperature=args.temperature, alpha=args.alpha)
     _print_table([(str(out), metrics)])
     print(f"teacher test_acc {metrics['teacher_acc']:.2%}")
     return 0
@@ -295,12 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hinton KD: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE. Several --teacher "
         "folders form an ensemble (averaged logits). The result is a normal run folder.",
     )
-    distill.add_argument("--teacher", action="append", required=True, metavar="OUT", help="teacher run folder (repeatable)")
-    distill.add_argument("--student", required=True, help="student model name (e.g. lenet5)")
+    distill.add_argument("--teacher", action="append", metavar="OUT", help="teacher run folder (repeatable; required)")
+    distill.add_argument("--student", help="student model name, e.g. lenet5 (required)")
     distill.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T (default: 4)")
     distill.add_argument("--alpha", type=float, default=0.9, help="weight of the KD term vs hard-label CE (default: 0.9)")
     distill.add_argument("--config", help="YAML file of run settings (flags override it)")
     distill.add_argument("--out", help="run folder to write (default: runs/<student>-<data>-kd-s<seed>)")
+    distill.add_argument("--resume", metavar="OUT", help="continue the interrupted distillation in folder OUT")
     add_config_flags(distill, RunConfig, skip=("model",))
     distill.set_defaults(func=cmd_distill)
 
@@ -389,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUME_HINTS = {  # what continues an interrupted command from its last finished epoch
+    cmd_train: "; resume with `slimkit train --resume OUT`",
+    cmd_distill: "; resume with `slimkit distill --resume OUT`",
+    cmd_slim: "; run the same command again: it continues the L1 training where it stopped",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -399,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("interrupted; resume with `slimkit train --resume OUT`", file=sys.stderr)
+        print(f"interrupted{RESUME_HINTS.get(args.func, '')}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:  # user errors: message, no traceback
         if args.verbose:

@@ -9,25 +9,31 @@ from typing import Any, Sequence
 
 import torch
 
-from slimkit.config import RunConfig, make_config, read_yaml
+from slimkit.config import RunConfig, load_config, make_config, read_yaml
 from slimkit.distill import Distillation
 from slimkit.export import export_onnx, load_model
 from slimkit.fileio import atomic_write_json
 from slimkit.metrics import count_flops, count_params, weight_sparsity
 from slimkit.quant import QAT, compare, export_qat, quantize_dynamic_onnx, quantize_static_onnx, size_report
-from slimkit.runner import CONFIG_FILE, METRICS_FILE, load_data, read_metrics, train_run
+from slimkit.runner import (
+    CONFIG_FILE, LOSS_TERMS_FILE, METRICS_FILE, LossTerms, RunFolderError, load_data, read_loss_terms, read_metrics,
+    train_run,
+)
 from slimkit.train import Trainer
 
 QUANT_MODES = ("static", "dynamic", "qat")
 
 
 def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Path, *, temperature: float = 4.0,
-                alpha: float = 0.9) -> dict[str, Any]:
-    """Train `config.model` as a student of the (averaged) teachers; metrics.json adds teacher figures."""
+                alpha: float = 0.9, resume: bool = False) -> dict[str, Any]:
+    """Train `config.model` as a student of the (averaged) teachers; metrics.json adds teacher figures.
+    With `resume=True`, continue the interrupted distillation in `out` (same teachers, T and alpha)."""
     if not teachers:
         raise ValueError("distillation needs at least one --teacher run folder")
     kd = Distillation(list(teachers), temperature=temperature, alpha=alpha)
-    metrics = train_run(config, out, callbacks=[kd])
+    terms = LossTerms({"distillation": {"teachers": [str(t) for t in teachers], "temperature": temperature,
+                                        "alpha": alpha}}, continue_with=f"`slimkit distill --resume {out}`")
+    metrics = train_run(config, out, callbacks=[kd], resume=resume, loss_terms=terms)
     _, loaders = load_data(config)
     metrics.update(
         teacher_acc=kd.teacher_accuracy(loaders.test, progress=config.progress), teachers=[str(t) for t in teachers],
@@ -36,6 +42,17 @@ def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Pa
     )
     atomic_write_json(Path(out) / METRICS_FILE, metrics)
     return metrics
+
+
+def resume_distill_run(out: str | Path) -> dict[str, Any]:
+    """Continue the interrupted distillation in `out` with the teachers, T and alpha it started with."""
+    saved = read_loss_terms(Path(out))
+    if saved is None or "distillation" not in saved["settings"]:
+        raise RunFolderError(f"cannot resume: {out} has no distillation settings ({LOSS_TERMS_FILE}); "
+                             "is it a `slimkit distill` run folder?")
+    kd = saved["settings"]["distillation"]
+    config = load_config(Path(out) / CONFIG_FILE)
+    return distill_run(config, kd["teachers"], out, temperature=kd["temperature"], alpha=kd["alpha"], resume=True)
 
 
 def quantize_run(

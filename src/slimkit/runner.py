@@ -10,6 +10,7 @@ import csv
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +41,7 @@ from slimkit.train.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, requir
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+LOSS_TERMS_FILE = "loss_terms.json"  # loss terms added by callbacks, which config.yaml does not hold
 REWIND_FILE = "rewind.safetensors"
 log = logging.getLogger("slimkit")
 
@@ -48,16 +50,53 @@ class RunFolderError(ValueError):
     """The output folder cannot be used as asked (already holds a run, or holds none to resume)."""
 
 
-def _prepare_folder(config: RunConfig, out: Path, resume: bool) -> RunConfig:
+@dataclass(frozen=True)
+class LossTerms:
+    """Loss terms that a run's callbacks add (distillation, L1 on BN scales): their settings and the
+    command that continues the run. Saved beside config.yaml, so that `slimkit train --resume`
+    refuses the run instead of silently continuing it without them."""
+
+    settings: dict[str, Any]
+    continue_with: str
+
+
+def _prepare_folder(config: RunConfig, out: Path, resume: bool, loss_terms: LossTerms | None) -> RunConfig:
     if resume:
         if not (out / CONFIG_FILE).is_file():
             raise RunFolderError(f"cannot resume: {out} has no {CONFIG_FILE} (is it a slimkit run folder?)")
+        _check_loss_terms(out, loss_terms)
         return load_config(out / CONFIG_FILE)
     if (out / CHECKPOINT_FILE).exists() or (out / METRICS_FILE).exists() or (out / "round-0").exists():
         raise RunFolderError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if distributed.is_main():
         atomic_write_text(out / CONFIG_FILE, dump_config(config))
+        if loss_terms is not None:
+            _write_loss_terms(out, loss_terms)
     return config
+
+
+def _write_loss_terms(out: Path, loss_terms: LossTerms) -> None:
+    atomic_write_json(out / LOSS_TERMS_FILE, {"settings": loss_terms.settings, "continue_with": loss_terms.continue_with})
+
+
+def read_loss_terms(out: Path) -> dict[str, Any] | None:
+    """The saved `LossTerms` of the run in `out` as a dict, or None for a plain run."""
+    path = Path(out) / LOSS_TERMS_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _check_loss_terms(out: Path, loss_terms: LossTerms | None) -> None:
+    saved = read_loss_terms(out)
+    if saved is None:  # a plain run, or one from before loss_terms.json existed: trust the caller
+        if loss_terms is not None and distributed.is_main():
+            _write_loss_terms(out, loss_terms)
+        return
+    if loss_terms is None:
+        raise RunFolderError(
+            f"{out} trains with {', '.join(saved['settings'])}, which `train --resume` would drop; "
+            f"continue it with {saved['continue_with']}")
+    if saved["settings"] != loss_terms.settings:
+        raise RunFolderError(f"cannot resume: {out} was started with {saved['settings']}, not {loss_terms.settings}")
 
 
 # ---- building blocks --------------------------------------------------------------------------
@@ -269,14 +308,17 @@ def finish_run(config: RunConfig, trainer: Trainer, info: DatasetInfo, out: Path
 
 
 def train_run(
-    config: RunConfig, out_dir: str | Path, *, resume: bool = False, callbacks: Sequence[Callback] = ()
+    config: RunConfig, out_dir: str | Path, *, resume: bool = False, callbacks: Sequence[Callback] = (),
+    loss_terms: LossTerms | None = None,
 ) -> dict[str, Any]:
-    """Train `config` into `out_dir` (or continue the run there with `resume=True`)."""
+    """Train `config` into `out_dir` (or continue the run there with `resume=True`).
+
+    `loss_terms` describes what `callbacks` add to the loss; a resumed run must pass the same."""
     out = Path(out_dir)
     if config.tensorboard:  # fail before anything is written or trained
         require_tensorboard()
     distributed.setup(config.device)
-    config = _prepare_folder(config, out, resume)
+    config = _prepare_folder(config, out, resume, loss_terms)
     if config.tensorboard:  # a resumed run's config.yaml may ask for it
         require_tensorboard()
     if config.method == "imp":

@@ -16,7 +16,7 @@ from slimkit.export import load_model, save_model
 from slimkit.fileio import atomic_write_json, atomic_write_text
 from slimkit.metrics import count_flops, count_params, measure_latency
 from slimkit.runner import (
-    CONFIG_FILE, METRICS_FILE, RunFolderError, collect_metrics, load_data, logging_callbacks, train_run,
+    CONFIG_FILE, METRICS_FILE, LossTerms, RunFolderError, collect_metrics, load_data, logging_callbacks, train_run,
 )
 from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
 from slimkit.structured.prune import prune_channels
@@ -95,7 +95,10 @@ def slim_run(
         raise ValueError("slim trains its own dense model with L1 on BN scales; drop method/sparsity/init_from")
     source = out / SOURCE_DIR
     if not (source / METRICS_FILE).exists():
-        train_run(config, source, resume=(source / CONFIG_FILE).exists(), callbacks=[SlimmingL1(sparsity_l1)])
+        terms = LossTerms({"network_slimming": {"sparsity_l1": sparsity_l1}},
+                          continue_with=f"the same `slimkit slim` command with --out {out}")
+        train_run(config, source, resume=(source / CONFIG_FILE).exists(), callbacks=[SlimmingL1(sparsity_l1)],
+                  loss_terms=terms)
 
     def do_prune(model: nn.Module, info: DatasetInfo, loaders: Any) -> nn.Module:
         return prune(model, info.input_shape, prune_ratio)

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from slimkit.cli import main
+from slimkit.config import RunConfig
 from slimkit.export import load_model
+from slimkit.runner import RunFolderError, train_run
 
 QUICK = ["--data", "synthetic", "--epochs", "1", "--batch-size", "128", "--progress", "none"]
 
@@ -59,3 +61,8 @@ def test_prune_channels_takes_fine_tuning_settings(slim_run, tmp_path):
 def test_prune_channels_refuses_a_bad_setting(slim_run, tmp_path, capsys):
     assert main(["prune-channels", "--from", str(slim_run / "train"), "--lr", "-1", "--out", str(tmp_path / "x")]) == 2
     assert "lr" in capsys.readouterr().err
+
+
+def test_plain_resume_refuses_the_l1_training_of_a_slim_run(slim_run):
+    with pytest.raises(RunFolderError, match="the same `slimkit slim` command"):
+        train_run(RunConfig(), slim_run / "train", resume=True)

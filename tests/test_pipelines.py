@@ -1,0 +1,58 @@
+"""Distillation runs resume with their teachers; plain `train --resume` refuses them."""
+
+import pytest
+from safetensors.torch import load_file
+
+from slimkit.cli import main
+from slimkit.config import RunConfig, make_config
+from slimkit.distill import Distillation
+from slimkit.pipelines import distill_run, resume_distill_run
+from slimkit.runner import RunFolderError, train_run
+
+VALUES = dict(model="lenet300", data="synthetic", epochs=3, batch_size=64, lr=0.05, progress="none")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    train_run(make_config({**VALUES, "epochs": 1, "seed": 7}), out)
+    return out
+
+
+def _crash_at_epoch_2(self, trainer, epoch):
+    if epoch == 2:
+        raise KeyboardInterrupt
+
+
+def test_interrupted_distillation_resumes_exactly_with_its_teacher(tmp_path, teacher, monkeypatch):
+    reference = distill_run(make_config(VALUES), [teacher], tmp_path / "reference", temperature=2.0, alpha=0.7)
+    with monkeypatch.context() as patch:
+        patch.setattr(Distillation, "on_epoch_start", _crash_at_epoch_2, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            distill_run(make_config(VALUES), [teacher], tmp_path / "kd", temperature=2.0, alpha=0.7)
+    resumed = resume_distill_run(tmp_path / "kd")
+    assert resumed["kd_temperature"] == 2.0 and resumed["kd_alpha"] == 0.7
+    assert resumed["teachers"] == [str(teacher)]
+    expected, got = load_file(tmp_path / "reference" / "model.safetensors"), load_file(tmp_path / "kd" / "model.safetensors")
+    for name, value in expected.items():
+        assert (value == got[name]).all(), name
+    assert resumed["test_acc"] == reference["test_acc"]
+
+
+def test_plain_resume_refuses_a_distillation_run_and_names_the_command(tmp_path, teacher):
+    out = tmp_path / "kd"
+    distill_run(make_config({**VALUES, "epochs": 1}), [teacher], out)
+    with pytest.raises(RunFolderError, match=f"slimkit distill --resume {out}"):
+        train_run(RunConfig(), out, resume=True)
+
+
+def test_distill_resume_of_a_plain_run_is_refused(teacher):
+    with pytest.raises(RunFolderError, match="no distillation settings"):
+        resume_distill_run(teacher)
+
+
+def test_cli_distill_resume_takes_no_other_flags(tmp_path, teacher, capsys):
+    assert main(["distill", "--resume", str(tmp_path), "--epochs", "2"]) == 2
+    assert "drop the other flags" in capsys.readouterr().err
+    assert main(["distill", "--student", "lenet300", "--out", str(tmp_path / "x")]) == 2
+    assert "--teacher" in capsys.readouterr().err
