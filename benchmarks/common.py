@@ -65,11 +65,14 @@ def _say(message: str) -> None:
 
 def resume_command(args: list[str], out: Path) -> list[str] | None:
     """The `slimkit` arguments that continue the interrupted run in `out`, or None if it must start
-    over. `train` continues from its last finished epoch; `slim` continues its L1 training (OUT/train)
-    and redoes the short fine-tuning. A sweep killed at the end of a session loses at most an epoch."""
-    if args[:1] == ["train"] and (out / "config.yaml").is_file():
+    over. `train` and `prune` runs continue with `train --resume`; `slim` and `prune-channels`
+    continue when the same command runs again. A sweep killed at the end of a session loses at
+    most an epoch of each run."""
+    command = args[:1]
+    if command in (["train"], ["prune"]) and (out / "config.yaml").is_file():
         return ["train", "--resume", str(out)]  # the saved config.yaml already has --progress/--out
-    if args[:1] == ["slim"] and (out / "train" / "config.yaml").is_file():
+    if command == ["slim"] and (out / "train" / "config.yaml").is_file() or (
+            command == ["prune-channels"] and (out / "checkpoint.pt").is_file()):
         return args + ["--progress", "log", "--out", str(out)]
     return None
 

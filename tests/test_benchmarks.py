@@ -66,10 +66,19 @@ def test_interrupted_slim_run_continues_its_l1_training(tmp_path, recorded_comma
     assert (out / "train" / "config.yaml").exists()
 
 
-def test_run_that_cannot_resume_starts_over_in_an_empty_folder(tmp_path, recorded_commands):
+def test_interrupted_channel_fine_tuning_is_run_again_in_place(tmp_path, recorded_commands):
     out = tmp_path / "scratch"
     out.mkdir()
-    (out / "checkpoint.pt").write_bytes(b"half done")  # prune-channels has no resume
+    (out / "checkpoint.pt").write_bytes(b"epoch 4")  # prune-channels continues it itself
     common.run_job(("scratch", ["prune-channels", "--from", "x"], out), say=lambda _: None)
     assert recorded_commands == [["prune-channels", "--from", "x", "--progress", "log", "--out", str(out)]]
+    assert (out / "checkpoint.pt").exists()
+
+
+def test_run_that_cannot_resume_starts_over_in_an_empty_folder(tmp_path, recorded_commands):
+    out = tmp_path / "int8"
+    out.mkdir()
+    (out / "model.fp32.onnx").write_bytes(b"half written")  # quantize has no resume
+    common.run_job(("int8", ["quantize", "--from", "x"], out), say=lambda _: None)
+    assert recorded_commands == [["quantize", "--from", "x", "--progress", "log", "--out", str(out)]]
     assert not out.exists() or not any(out.iterdir())

@@ -4,6 +4,7 @@ architecture (`model.json` marks it `structured_pruned`; `slimkit.export.load_mo
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -21,10 +22,12 @@ from slimkit.runner import (
 from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
 from slimkit.structured.prune import prune_channels
 from slimkit.train import Trainer
+from slimkit.train.loop import CHECKPOINT_FILE
 from slimkit.train.tensorboard import TENSORBOARD_DIR
 
 log = logging.getLogger("slimkit")
 SOURCE_DIR = "train"  # Network Slimming's sparsity-training run, inside the slim run folder
+PRUNING_FILE = "pruning.json"  # what was pruned and how: an interrupted fine-tuning continues only if unchanged
 
 
 def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int, progress: str = "auto") -> dict[str, Any]:
@@ -41,7 +44,9 @@ def prune_and_finetune(
 ) -> dict[str, Any]:
     """Load the run in `source`, prune it with `prune_fn(model, info, loaders)`, fine-tune, write `out`.
 
-    `overrides` replace run settings of the fine-tuning (e.g. lr, device, progress)."""
+    `overrides` replace run settings of the fine-tuning (e.g. lr, device, progress). The same call
+    again continues an interrupted fine-tuning from its last finished epoch: pruning the same
+    source with the same settings gives the same architecture."""
     if (out / METRICS_FILE).exists():
         raise RunFolderError(f"{out} already holds a run; choose another --out")
     if finetune_epochs < 1:
@@ -51,37 +56,51 @@ def prune_and_finetune(
         **base.model_dump(), "epochs": finetune_epochs, "lr": base.lr * (1.0 if from_scratch else lr_factor),
         "init_from": str(source), "method": "dense", "sparsity": 0.0, **(overrides or {}),
     })
+    pruning = {"method": method, "source_run": str(source), "from_scratch": from_scratch, **(extra or {})}
+    resuming = _interrupted_with_same_settings(out, config, pruning)
     info, loaders = load_data(config)
     model, _ = load_model(source)
     pruned = prune_fn(model, info, loaders)
     if from_scratch:  # Liu et al. 2019: the pruned architecture, trained from new random weights
         reinitialize(pruned, seed=config.seed)
     atomic_write_text(out / CONFIG_FILE, dump_config(config))
+    atomic_write_json(out / PRUNING_FILE, pruning)
     trainer = Trainer(pruned, loaders, config, callbacks=logging_callbacks(config, out / TENSORBOARD_DIR), out_dir=out)
     acc_pruned = trainer.evaluate(loaders.test)["acc"]
+    if resuming:
+        log.info("continuing the interrupted fine-tuning in %s", out)
+        trainer.resume(out / CHECKPOINT_FILE)
     trainer.fit()
     metrics = collect_metrics(config, trainer, info)
     # measured back to back, so both see the same machine load
     before = size_metrics(model, info, config.latency_batch_size, config.progress)
     after = size_metrics(trainer.model, info, config.latency_batch_size, config.progress)
     metrics.update({
-        "method": method, "source_run": str(source), "from_scratch": from_scratch,
-        "test_acc_before_finetune": acc_pruned,
+        **pruning, "test_acc_before_finetune": acc_pruned,
         "params_before": before["params"], "flops_before": before["flops"], "latency_ms_before": before["latency_ms"],
         "params_after": after["params"], "flops_after": after["flops"], "latency_ms_after": after["latency_ms"],
         "flops_reduction": before["flops"] / after["flops"], "speedup": before["latency_ms"] / after["latency_ms"],
-        **(extra or {}),
     })
     source_metrics = source / METRICS_FILE
     if source_metrics.exists():
-        import json
-
         metrics["test_acc_source"] = json.loads(source_metrics.read_text())["test_acc"]
     weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options,
                          extra={"structured_pruned": True})
     metrics["model_file_bytes"] = weights.stat().st_size
     atomic_write_json(out / METRICS_FILE, metrics)
     return metrics
+
+
+def _interrupted_with_same_settings(out: Path, config: RunConfig, pruning: dict[str, Any]) -> bool:
+    """Whether `out` holds an interrupted fine-tuning of the same pruning and `config` to continue;
+    one with other settings is an error, never overwritten."""
+    if not (out / CHECKPOINT_FILE).exists():
+        return False
+    same_config = (out / CONFIG_FILE).exists() and (out / CONFIG_FILE).read_text() == dump_config(config)
+    same_pruning = (out / PRUNING_FILE).exists() and json.loads((out / PRUNING_FILE).read_text()) == pruning
+    if same_config and same_pruning:
+        return True
+    raise RunFolderError(f"{out} holds an interrupted run with other settings; choose another --out")
 
 
 def slim_run(

@@ -2,11 +2,15 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from slimkit.cli import main
 from slimkit.config import RunConfig
 from slimkit.export import load_model
+from slimkit import structured_runs
 from slimkit.runner import RunFolderError, train_run
+from slimkit.structured_runs import prune_channels_run
+from tests.train.test_loop import CrashAt
 
 QUICK = ["--data", "synthetic", "--epochs", "1", "--batch-size", "128", "--progress", "none"]
 
@@ -66,3 +70,19 @@ def test_prune_channels_refuses_a_bad_setting(slim_run, tmp_path, capsys):
 def test_plain_resume_refuses_the_l1_training_of_a_slim_run(slim_run):
     with pytest.raises(RunFolderError, match="the same `slimkit slim` command"):
         train_run(RunConfig(), slim_run / "train", resume=True)
+
+
+def test_interrupted_channel_fine_tuning_continues_where_it_stopped(slim_run, tmp_path, monkeypatch):
+    settings = dict(ratio=0.5, criterion="l1", finetune_epochs=2, overrides={"progress": "none"})
+    reference = prune_channels_run(slim_run / "train", tmp_path / "reference", **settings)
+    with monkeypatch.context() as patch:
+        patch.setattr(structured_runs, "logging_callbacks", lambda config, path: [CrashAt(1)])
+        with pytest.raises(KeyboardInterrupt):
+            prune_channels_run(slim_run / "train", tmp_path / "resumed", **settings)
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    with pytest.raises(RunFolderError, match="other settings"):
+        prune_channels_run(slim_run / "train", tmp_path / "resumed", **{**settings, "ratio": 0.3})
+    resumed = prune_channels_run(slim_run / "train", tmp_path / "resumed", **settings)
+    assert resumed["test_acc"] == reference["test_acc"]
+    expected, got = (load_file(tmp_path / name / "model.safetensors") for name in ("reference", "resumed"))
+    assert all(torch.equal(value, got[key]) for key, value in expected.items())
