@@ -71,24 +71,31 @@ def resume_command(args: list[str], out: Path) -> list[str] | None:
     command = args[:1]
     if command in (["train"], ["prune"]) and (out / "config.yaml").is_file():
         return ["train", "--resume", str(out)]  # the saved config.yaml already has --progress/--out
-    if command == ["slim"] and (out / "train" / "config.yaml").is_file() or (
+    if (command == ["slim"] and (out / "train" / "config.yaml").is_file()) or (
             command == ["prune-channels"] and (out / "checkpoint.pt").is_file()):
         return args + ["--progress", "log", "--out", str(out)]
     return None
 
 
-def run_job(job: tuple[str, list[str], Path], threads: int = 1, say: Callable[[str], None] = _say) -> None:
-    """Run one `slimkit` job into its folder (skipped if finished, continued if interrupted),
-    single-threaded by default, log beside it. Several jobs run side by side use the cores better
-    than one multi-threaded small model."""
+def run_job(
+    job: tuple[str, list[str], Path], threads: int = 1, say: Callable[[str], None] = _say, resume: bool = True
+) -> None:
+    """Run one `slimkit` job into its folder (skipped if finished), single-threaded by default, log
+    beside it. Several jobs run side by side use the cores better than one multi-threaded small model.
+
+    An interrupted run continues if its job is unchanged (`resume`; timing benchmarks pass False,
+    since a run pieced together from two sessions has no single wall time); otherwise it starts over."""
     label, args, out = job
     out = ROOT / out
     if (out / "metrics.json").exists():
         return
-    resumed = resume_command(args, out)
+    args_file = out.parent / f"{out.name}.args.json"  # the job that the folder holds
+    same_job = args_file.exists() and json.loads(args_file.read_text()) == args
+    resumed = resume_command(args, out) if resume and same_job else None
     if resumed is None and out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    args_file.write_text(json.dumps(args))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     say(f"{'resume' if resumed else 'start'} {label}")
     with open(out.parent / f"{out.name}.log", "a" if resumed else "w") as log:

@@ -39,7 +39,7 @@ def main() -> None:
     runs = {}
     for storage in ("masked", "compressed"):
         out = Path(args.out) / f"{tag}{args.method}-{args.sparsity:g}-{storage}"
-        run_job((out.name, [*common, "--storage", storage], out), threads=args.threads)
+        run_job((out.name, [*common, "--storage", storage], out), threads=args.threads, resume=False)
         runs[storage] = read_metrics(out)
     masked, compressed = runs["masked"], runs["compressed"]
     rows = [

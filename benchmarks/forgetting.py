@@ -104,9 +104,11 @@ def main() -> None:
             found.setdefault(name, {})[seed] = m
     full = found.get("dense-all", {})
 
-    seeds = f"mean ± std over seeds {', '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else f"seed {args.seeds[0]}"
+    seed_note = (f"mean ± std over seeds {', '.join(map(str, args.seeds))}" if len(args.seeds) > 1
+                 else f"seed {args.seeds[0]}")
     lines = [f"## Example forgetting and data-efficient training on {args.model} (Fashion-MNIST)", ""]
-    lines += [f"{args.epochs} epochs with `{RECIPES[args.model]}`; final-epoch test accuracy, {seeds}. Unforgettable = learned and never forgotten over the statistics epochs (Toneva et al. 2019).",
+    lines += [f"{args.epochs} epochs with `{RECIPES[args.model]}`; final-epoch test accuracy, {seed_note}. "
+              "Unforgettable = learned and never forgotten over the statistics epochs (Toneva et al. 2019).",
               ""]
     lines += ["| run | sparsity | test acc | unforgettable | never learned | stats epochs |",
               "| --- | --- | --- | --- | --- | --- |"]

@@ -66,7 +66,7 @@ def main() -> None:
             out = base / f"round{r}-{name}"
             folders[name].append(out)
             if not args.report_only:
-                run_job((f"{name} round {r}", recipe + variants[name][1], out), threads=args.threads)
+                run_job((f"{name} round {r}", recipe + variants[name][1], out), threads=args.threads, resume=False)
 
     found = {name: [m for m in map(read_metrics, outs) if m] for name, outs in folders.items()}
     if not found["plain"]:

@@ -46,9 +46,15 @@ def recorded_commands(monkeypatch):
     return commands
 
 
+def _interrupted(out, args):
+    """A run folder left by an interrupted run_job of `args`."""
+    out.mkdir(parents=True)
+    out.with_name(f"{out.name}.args.json").write_text(json.dumps(args))
+
+
 def test_interrupted_train_run_is_resumed_not_deleted(tmp_path, recorded_commands):
     out = tmp_path / "dense"
-    out.mkdir()
+    _interrupted(out, ["train", "--epochs", "10"])
     (out / "config.yaml").write_text("model: lenet5\n")
     (out / "checkpoint.pt").write_bytes(b"epoch 3")
     common.run_job(("dense", ["train", "--epochs", "10"], out), say=lambda _: None)
@@ -59,7 +65,8 @@ def test_interrupted_train_run_is_resumed_not_deleted(tmp_path, recorded_command
 
 def test_interrupted_slim_run_continues_its_l1_training(tmp_path, recorded_commands):
     out = tmp_path / "slim"
-    (out / "train").mkdir(parents=True)
+    _interrupted(out, ["slim", "--prune-ratio", "0.5"])
+    (out / "train").mkdir()
     (out / "train" / "config.yaml").write_text("model: vgg11\n")
     common.run_job(("slim", ["slim", "--prune-ratio", "0.5"], out), say=lambda _: None)
     assert recorded_commands == [["slim", "--prune-ratio", "0.5", "--progress", "log", "--out", str(out)]]
@@ -68,7 +75,7 @@ def test_interrupted_slim_run_continues_its_l1_training(tmp_path, recorded_comma
 
 def test_interrupted_channel_fine_tuning_is_run_again_in_place(tmp_path, recorded_commands):
     out = tmp_path / "scratch"
-    out.mkdir()
+    _interrupted(out, ["prune-channels", "--from", "x"])
     (out / "checkpoint.pt").write_bytes(b"epoch 4")  # prune-channels continues it itself
     common.run_job(("scratch", ["prune-channels", "--from", "x"], out), say=lambda _: None)
     assert recorded_commands == [["prune-channels", "--from", "x", "--progress", "log", "--out", str(out)]]
@@ -81,4 +88,14 @@ def test_run_that_cannot_resume_starts_over_in_an_empty_folder(tmp_path, recorde
     (out / "model.fp32.onnx").write_bytes(b"half written")  # quantize has no resume
     common.run_job(("int8", ["quantize", "--from", "x"], out), say=lambda _: None)
     assert recorded_commands == [["quantize", "--from", "x", "--progress", "log", "--out", str(out)]]
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_changed_job_or_timing_run_starts_over(tmp_path, recorded_commands, resume):
+    out = tmp_path / "dense"
+    _interrupted(out, ["train", "--epochs", "10"] if not resume else ["train", "--epochs", "5"])
+    (out / "config.yaml").write_text("epochs: 5\n")
+    common.run_job(("dense", ["train", "--epochs", "10"], out), say=lambda _: None, resume=resume)
+    assert recorded_commands == [["train", "--epochs", "10", "--progress", "log", "--out", str(out)]]
     assert not out.exists() or not any(out.iterdir())

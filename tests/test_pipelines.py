@@ -46,13 +46,22 @@ def test_plain_resume_refuses_a_distillation_run_and_names_the_command(tmp_path,
         train_run(RunConfig(), out, resume=True)
 
 
+def test_resume_with_other_distillation_settings_is_refused(tmp_path, teacher):
+    out = tmp_path / "kd"
+    distill_run(make_config({**VALUES, "epochs": 1}), [teacher], out, temperature=2.0)
+    (out / "metrics.json").unlink()  # as if interrupted
+    with pytest.raises(RunFolderError, match="distillation.temperature: 2.0 -> 3.0"):
+        distill_run(make_config(VALUES), [teacher], out, temperature=3.0, resume=True)
+
+
 def test_distill_resume_of_a_plain_run_is_refused(teacher):
     with pytest.raises(RunFolderError, match="no distillation settings"):
         resume_distill_run(teacher)
 
 
 def test_cli_distill_resume_takes_no_other_flags(tmp_path, teacher, capsys):
-    assert main(["distill", "--resume", str(tmp_path), "--epochs", "2"]) == 2
-    assert "drop the other flags" in capsys.readouterr().err
+    for flag in (["--epochs", "2"], ["--temperature", "2"]):
+        assert main(["distill", "--resume", str(tmp_path), *flag]) == 2
+        assert "drop the other flags" in capsys.readouterr().err
     assert main(["distill", "--student", "lenet300", "--out", str(tmp_path / "x")]) == 2
     assert "--teacher" in capsys.readouterr().err

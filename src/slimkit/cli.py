@@ -127,7 +127,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from slimkit.pipelines import distill_run, resume_distill_run
 
     if args.resume:
-        if args.teacher or args.student or args.config or args.out or _overrides(args, RunConfig):
+        given = (args.teacher, args.student, args.config, args.out, args.temperature, args.alpha)
+        if any(flag is not None for flag in given) or _overrides(args, RunConfig):
             raise ValueError("--resume continues a distillation with its saved settings; drop the other flags")
         out = Path(args.resume)
         metrics = resume_distill_run(out)
@@ -136,7 +137,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
             raise ValueError("distill needs --teacher OUT (one or more) and --student MODEL, or --resume OUT")
         config = load_config(args.config, {**_overrides(args, RunConfig), "model": args.student})
         out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-kd-s{config.seed}"
-        metrics = distill_run(config, args.teacher, out, temperature=args.temperature, alpha=args.alpha)
+        given = {"temperature": args.temperature, "alpha": args.alpha}
+        metrics = distill_run(config, args.teacher, out, **{k: v for k, v in given.items() if v is not None})
     _print_table([(str(out), metrics)])
     print(f"teacher test_acc {metrics['teacher_acc']:.2%}")
     return 0
@@ -303,10 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hinton KD: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE. Several --teacher "
         "folders form an ensemble (averaged logits). The result is a normal run folder.",
     )
-    distill.add_argument("--teacher", action="append", metavar="OUT", help="teacher run folder (repeatable; required)")
-    distill.add_argument("--student", help="student model name, e.g. lenet5 (required)")
-    distill.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T (default: 4)")
-    distill.add_argument("--alpha", type=float, default=0.9, help="weight of the KD term vs hard-label CE (default: 0.9)")
+    distill.add_argument("--teacher", action="append", metavar="OUT",
+                         help="teacher run folder (repeatable; required unless --resume)")
+    distill.add_argument("--student", help="student model name, e.g. lenet5 (required unless --resume)")
+    distill.add_argument("--temperature", type=float, help="softmax temperature T (default: 4)")
+    distill.add_argument("--alpha", type=float, help="weight of the KD term vs hard-label CE (default: 0.9)")
     distill.add_argument("--config", help="YAML file of run settings (flags override it)")
     distill.add_argument("--out", help="run folder to write (default: runs/<student>-<data>-kd-s<seed>)")
     distill.add_argument("--resume", metavar="OUT", help="continue the interrupted distillation in folder OUT")
@@ -401,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 RESUME_HINTS = {  # what continues an interrupted command from its last finished epoch
     cmd_train: "; resume with `slimkit train --resume OUT`",
     cmd_distill: "; resume with `slimkit distill --resume OUT`",
-    cmd_slim: "; run the same command again: it continues the L1 training where it stopped",
+    cmd_prune: "; resume with `slimkit train --resume OUT`",
+    cmd_slim: "; run the same command again: it continues the L1 training or the fine-tuning where it stopped",
+    cmd_prune_channels: "; run the same command again: it continues the fine-tuning where it stopped",
 }
 
 

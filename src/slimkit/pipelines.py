@@ -31,12 +31,15 @@ def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Pa
     if not teachers:
         raise ValueError("distillation needs at least one --teacher run folder")
     kd = Distillation(list(teachers), temperature=temperature, alpha=alpha)
-    terms = LossTerms({"distillation": {"teachers": [str(t) for t in teachers], "temperature": temperature,
-                                        "alpha": alpha}}, continue_with=f"`slimkit distill --resume {out}`")
+    teacher_names = [str(t) for t in teachers]
+    # absolute paths, so that a resume from another working directory finds the same teachers
+    terms = LossTerms({"distillation": {"teachers": [str(Path(t).resolve()) for t in teachers],
+                                        "temperature": temperature, "alpha": alpha}},
+                      continue_with=f"`slimkit distill --resume {out}`")
     metrics = train_run(config, out, callbacks=[kd], resume=resume, loss_terms=terms)
     _, loaders = load_data(config)
     metrics.update(
-        teacher_acc=kd.teacher_accuracy(loaders.test, progress=config.progress), teachers=[str(t) for t in teachers],
+        teacher_acc=kd.teacher_accuracy(loaders.test, progress=config.progress), teachers=teacher_names,
         teacher_test_accs=[read_metrics(t).get("test_acc") if (Path(t) / METRICS_FILE).exists() else None for t in teachers],
         kd_temperature=temperature, kd_alpha=alpha, method=f"kd({metrics['method']})",
     )
@@ -48,8 +51,8 @@ def resume_distill_run(out: str | Path) -> dict[str, Any]:
     """Continue the interrupted distillation in `out` with the teachers, T and alpha it started with."""
     saved = read_loss_terms(Path(out))
     if saved is None or "distillation" not in saved["settings"]:
-        raise RunFolderError(f"cannot resume: {out} has no distillation settings ({LOSS_TERMS_FILE}); "
-                             "is it a `slimkit distill` run folder?")
+        raise RunFolderError(f"cannot resume: {out} has no distillation settings ({LOSS_TERMS_FILE}): it is not a "
+                             "`slimkit distill` run folder, or its distillation started before they were saved")
     kd = saved["settings"]["distillation"]
     config = load_config(Path(out) / CONFIG_FILE)
     return distill_run(config, kd["teachers"], out, temperature=kd["temperature"], alpha=kd["alpha"], resume=True)

@@ -47,7 +47,8 @@ log = logging.getLogger("slimkit")
 
 
 class RunFolderError(ValueError):
-    """The output folder cannot be used as asked (already holds a run, or holds none to resume)."""
+    """The output folder cannot be used as asked (already holds a run, holds none to resume, or
+    holds an interrupted run with other settings)."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,12 @@ def _prepare_folder(config: RunConfig, out: Path, resume: bool, loss_terms: Loss
         return load_config(out / CONFIG_FILE)
     if (out / CHECKPOINT_FILE).exists() or (out / METRICS_FILE).exists() or (out / "round-0").exists():
         raise RunFolderError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if distributed.is_main():
-        atomic_write_text(out / CONFIG_FILE, dump_config(config))
+    if distributed.is_main():  # loss terms first: a kill between the two files must not lose them
         if loss_terms is not None:
             _write_loss_terms(out, loss_terms)
+        else:
+            (out / LOSS_TERMS_FILE).unlink(missing_ok=True)  # left by a run killed before its first epoch
+        atomic_write_text(out / CONFIG_FILE, dump_config(config))
     return config
 
 
@@ -85,18 +88,32 @@ def read_loss_terms(out: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def setting_differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """'key: saved -> wanted' for every setting that differs (nested dicts by dotted key), for
+    errors that refuse to continue a run with other settings."""
+    lines = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += setting_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return lines
+
+
 def _check_loss_terms(out: Path, loss_terms: LossTerms | None) -> None:
     saved = read_loss_terms(out)
     if saved is None:  # a plain run, or one from before loss_terms.json existed: trust the caller
         if loss_terms is not None and distributed.is_main():
             _write_loss_terms(out, loss_terms)
         return
+    terms = " and ".join(name.replace("_", " ") for name in saved["settings"])
     if loss_terms is None:
         raise RunFolderError(
-            f"{out} trains with {', '.join(saved['settings'])}, which `train --resume` would drop; "
-            f"continue it with {saved['continue_with']}")
-    if saved["settings"] != loss_terms.settings:
-        raise RunFolderError(f"cannot resume: {out} was started with {saved['settings']}, not {loss_terms.settings}")
+            f"{out} trains with {terms}, which `train --resume` would drop; continue it with {saved['continue_with']}")
+    if changed := setting_differences(saved["settings"], loss_terms.settings):
+        raise RunFolderError(f"{out} holds an interrupted run with other {terms} settings ({'; '.join(changed)}); "
+                             "use its settings to continue it, or choose another --out")
 
 
 # ---- building blocks --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ architecture (`model.json` marks it `structured_pruned`; `slimkit.export.load_mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -14,14 +15,16 @@ from torch import nn
 from slimkit.config import RunConfig, dump_config, load_config, make_config
 from slimkit.data import DatasetInfo
 from slimkit.export import load_model, save_model
+from slimkit.export.model_files import WEIGHTS_FILE
 from slimkit.fileio import atomic_write_json, atomic_write_text
 from slimkit.metrics import count_flops, count_params, measure_latency
 from slimkit.runner import (
-    CONFIG_FILE, METRICS_FILE, LossTerms, RunFolderError, collect_metrics, load_data, logging_callbacks, train_run,
+    CONFIG_FILE, METRICS_FILE, LossTerms, RunFolderError, collect_metrics, load_data, logging_callbacks,
+    setting_differences, train_run,
 )
 from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
 from slimkit.structured.prune import prune_channels
-from slimkit.train import Trainer
+from slimkit.train import Trainer, distributed
 from slimkit.train.loop import CHECKPOINT_FILE
 from slimkit.train.tensorboard import TENSORBOARD_DIR
 
@@ -56,15 +59,17 @@ def prune_and_finetune(
         **base.model_dump(), "epochs": finetune_epochs, "lr": base.lr * (1.0 if from_scratch else lr_factor),
         "init_from": str(source), "method": "dense", "sparsity": 0.0, **(overrides or {}),
     })
-    pruning = {"method": method, "source_run": str(source), "from_scratch": from_scratch, **(extra or {})}
-    resuming = _interrupted_with_same_settings(out, config, pruning)
+    pruning = {"method": method, "source_run": str(source), "source_weights_sha256": _file_sha256(source / WEIGHTS_FILE),
+               "from_scratch": from_scratch, **(extra or {})}
+    resuming = _continues_interrupted_finetune(out, config, pruning)
     info, loaders = load_data(config)
     model, _ = load_model(source)
     pruned = prune_fn(model, info, loaders)
     if from_scratch:  # Liu et al. 2019: the pruned architecture, trained from new random weights
         reinitialize(pruned, seed=config.seed)
-    atomic_write_text(out / CONFIG_FILE, dump_config(config))
-    atomic_write_json(out / PRUNING_FILE, pruning)
+    if distributed.is_main():
+        atomic_write_json(out / PRUNING_FILE, pruning)
+        atomic_write_text(out / CONFIG_FILE, dump_config(config))
     trainer = Trainer(pruned, loaders, config, callbacks=logging_callbacks(config, out / TENSORBOARD_DIR), out_dir=out)
     acc_pruned = trainer.evaluate(loaders.test)["acc"]
     if resuming:
@@ -91,16 +96,29 @@ def prune_and_finetune(
     return metrics
 
 
-def _interrupted_with_same_settings(out: Path, config: RunConfig, pruning: dict[str, Any]) -> bool:
-    """Whether `out` holds an interrupted fine-tuning of the same pruning and `config` to continue;
-    one with other settings is an error, never overwritten."""
+def _continues_interrupted_finetune(out: Path, config: RunConfig, pruning: dict[str, Any]) -> bool:
+    """True if `out` holds an interrupted fine-tuning of the same pruning and `config`, to continue.
+    One with other settings raises: it is never overwritten or mixed."""
     if not (out / CHECKPOINT_FILE).exists():
         return False
-    same_config = (out / CONFIG_FILE).exists() and (out / CONFIG_FILE).read_text() == dump_config(config)
-    same_pruning = (out / PRUNING_FILE).exists() and json.loads((out / PRUNING_FILE).read_text()) == pruning
-    if same_config and same_pruning:
-        return True
-    raise RunFolderError(f"{out} holds an interrupted run with other settings; choose another --out")
+    if not (out / CONFIG_FILE).exists() or not (out / PRUNING_FILE).exists():
+        raise RunFolderError(f"{out} holds an interrupted fine-tuning without its {PRUNING_FILE} (an older slimkit "
+                             "wrote it); delete the folder to start over, or choose another --out")
+    saved = {**load_config(out / CONFIG_FILE).model_dump(), **json.loads((out / PRUNING_FILE).read_text())}
+    _refuse_other_settings(out, "fine-tuning", saved, {**config.model_dump(), **pruning})
+    return True
+
+
+def _refuse_other_settings(out: Path, what: str, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    if changed := setting_differences(saved, wanted):
+        raise RunFolderError(f"{out} holds an interrupted {what} with other settings ({'; '.join(changed)}); run the "
+                             "command that started it to continue it, or choose another --out")
+
+
+def _file_sha256(path: Path) -> str | None:
+    """The file's fingerprint: a source retrained in place must not continue an old fine-tuning.
+    None when missing (load_model then names the problem)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def slim_run(
@@ -114,10 +132,13 @@ def slim_run(
         raise ValueError("slim trains its own dense model with L1 on BN scales; drop method/sparsity/init_from")
     source = out / SOURCE_DIR
     if not (source / METRICS_FILE).exists():
-        terms = LossTerms({"network_slimming": {"sparsity_l1": sparsity_l1}},
+        resume = (source / CONFIG_FILE).exists()
+        if resume:  # continue the L1 training only with the settings it started with
+            _refuse_other_settings(source, "L1 training", load_config(source / CONFIG_FILE).model_dump(),
+                                   config.model_dump())
+        terms = LossTerms({"l1_on_bn_scales": {"sparsity_l1": sparsity_l1}},
                           continue_with=f"the same `slimkit slim` command with --out {out}")
-        train_run(config, source, resume=(source / CONFIG_FILE).exists(), callbacks=[SlimmingL1(sparsity_l1)],
-                  loss_terms=terms)
+        train_run(config, source, resume=resume, callbacks=[SlimmingL1(sparsity_l1)], loss_terms=terms)
 
     def do_prune(model: nn.Module, info: DatasetInfo, loaders: Any) -> nn.Module:
         return prune(model, info.input_shape, prune_ratio)

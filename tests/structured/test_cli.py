@@ -80,7 +80,7 @@ def test_interrupted_channel_fine_tuning_continues_where_it_stopped(slim_run, tm
         with pytest.raises(KeyboardInterrupt):
             prune_channels_run(slim_run / "train", tmp_path / "resumed", **settings)
     assert not (tmp_path / "resumed" / "metrics.json").exists()
-    with pytest.raises(RunFolderError, match="other settings"):
+    with pytest.raises(RunFolderError, match="other settings .channel_prune_ratio: 0.5 -> 0.3"):
         prune_channels_run(slim_run / "train", tmp_path / "resumed", **{**settings, "ratio": 0.3})
     resumed = prune_channels_run(slim_run / "train", tmp_path / "resumed", **settings)
     assert resumed["test_acc"] == reference["test_acc"]
