@@ -141,7 +141,8 @@ def main() -> None:
             del makers
     command = "python benchmarks/" + Path(__file__).name + " " + shlex.join(sys.argv[1:])
     lines = [
-        f"### Channel pruning speed in deployment runtimes (CPU, {args.size}x{args.size}, {args.ratio:.0%} of channels)",
+        f"## Channel pruning speed in deployment runtimes: {', '.join(args.models)} "
+        f"(CPU, {args.size}x{args.size}, {args.ratio:.0%} of channels)",
         "",
         f"`{command.strip()}` — {machine_line()}; every runtime limited to {THREADS} threads. Latency = median ms "
         "per forward pass, dense and pruned timed in alternating rounds; speedup = dense / pruned; "

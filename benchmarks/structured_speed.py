@@ -56,7 +56,7 @@ def main() -> None:
         print(name, params, flops, latency, f"prune {prune_s:.1f}s", flush=True)
     command = "python benchmarks/" + Path(__file__).name + " " + shlex.join(sys.argv[1:])
     lines = [
-        f"### Channel pruning speed (PyTorch eager CPU, {args.size}x{args.size}, {args.ratio:.0%} of channels)",
+        f"## Channel pruning speed in PyTorch eager (CPU, {args.size}x{args.size}, {args.ratio:.0%} of channels)",
         "",
         f"`{command.strip()}` — {machine_line()}. Latency = median ms per forward pass; speedup = dense / pruned.",
         "",
