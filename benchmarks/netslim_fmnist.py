@@ -76,7 +76,9 @@ def write_table(args, base: Path) -> None:
         sparse_train = [m for m in (read_metrics(base / f"slim{args.ratios[0]:g}-{model}-s{s}" / "train")
                                     for s in args.seeds) if m]
         for ratio in args.ratios:
-            tuned = [m for m in (read_metrics(base / f"slim{ratio:g}-{model}-s{s}") for s in args.seeds) if m]
+            tuned_by_seed = {s: read_metrics(base / f"slim{ratio:g}-{model}-s{s}") for s in args.seeds}
+            tuned = [m for m in tuned_by_seed.values() if m]
+            seeds_done = ", ".join(str(s) for s, m in tuned_by_seed.items() if m) or "–"
             scratch = [m for m in (read_metrics(base / f"scratch{ratio:g}-{model}-s{s}") for s in args.seeds) if m]
             cells = [
                 mean_std([m["test_acc"] for m in dense]), mean_std([m["test_acc"] for m in sparse_train]),
@@ -95,19 +97,19 @@ def write_table(args, base: Path) -> None:
                 ]
             else:
                 cells += ["–"] * 3
-            rows.append(f"| {model} | {ratio:.0%} | " + " | ".join(cells) + " |")
+            rows.append(f"| {model} | {ratio:.0%} | {seeds_done} | " + " | ".join(cells) + " |")
     seeds = " ".join(map(str, args.seeds))
     body = [
         "## Network Slimming on Fashion-MNIST", "",
-        f"Final-epoch test accuracy (mean ± std over seeds {seeds.replace(' ', ', ')}). Dense and L1 training: "
+        "Final-epoch test accuracy, mean ± std over the seeds listed in each row. Dense and L1 training: "
         f"{args.epochs} epochs of `{RECIPE}` (the L1 run adds s = {args.sparsity_l1:g} on BN scales). Pruning removes "
         f"the given fraction of BN channels below one global |γ| threshold; fine-tuning runs {args.finetune_epochs} "
         f"epochs at a tenth of the lr; scratch trains the pruned architecture from new weights for {args.epochs} "
         "epochs at the full lr. Params and FLOPs after pruning: mean over seeds (each seed prunes to its own "
         "widths). Latency: batch 1, median ms in PyTorch eager, the first seed's run, before → after.", "",
-        "| model | channels removed | dense | L1-trained | pruned, no fine-tuning | fine-tuned | from scratch | "
-        "params | FLOPs | latency ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
+        "| model | channels removed | seeds | dense | L1-trained | pruned, no fine-tuning | fine-tuned | "
+        "from scratch | params | FLOPs | latency ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
         f"`python benchmarks/netslim_fmnist.py --models {' '.join(args.models)} --epochs {args.epochs} "
         f"--finetune-epochs {args.finetune_epochs} --ratios {' '.join(f'{r:g}' for r in args.ratios)} "
         f"--seeds {seeds} --device {args.device}` ({machine_line()}).",

@@ -99,3 +99,38 @@ def test_changed_job_or_timing_run_starts_over(tmp_path, recorded_commands, resu
     common.run_job(("dense", ["train", "--epochs", "10"], out), say=lambda _: None, resume=resume)
     assert recorded_commands == [["train", "--epochs", "10", "--progress", "log", "--out", str(out)]]
     assert not out.exists() or not any(out.iterdir())
+
+
+def _write_metrics(folder: Path, **metrics) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_netslim_table_names_the_seeds_behind_each_row(tmp_path, monkeypatch):
+    """Rows with fewer finished seeds than asked for say so instead of passing as a mean over all."""
+    import argparse
+
+    import netslim_fmnist
+
+    benchmarks_md = tmp_path / "BENCHMARKS.md"
+    monkeypatch.setattr(common, "BENCHMARKS_MD", benchmarks_md)
+    sizes = dict(params_before=2e5, params_after=1e5, flops_before=6e7, flops_after=3e7, flops_reduction=2.0,
+                 latency_ms_before=2.0, latency_ms_after=1.0, speedup=2.0)
+    seeds_per_model = {"resnet20": [0, 1], "vgg11": [0]}
+    for model, seeds in seeds_per_model.items():
+        for seed in seeds:
+            _write_metrics(tmp_path / f"dense-{model}-s{seed}", test_acc=0.93)
+            _write_metrics(tmp_path / f"slim0.5-{model}-s{seed}" / "train", test_acc=0.92)
+            _write_metrics(tmp_path / f"slim0.5-{model}-s{seed}", test_acc=0.91 + seed / 100,
+                           test_acc_before_finetune=0.2, **sizes)
+            _write_metrics(tmp_path / f"scratch0.5-{model}-s{seed}", test_acc=0.90)
+    args = argparse.Namespace(models=["resnet20", "vgg11"], seeds=[0, 1], ratios=[0.5], epochs=10,
+                              finetune_epochs=5, sparsity_l1=1e-4, device="cpu")
+
+    netslim_fmnist.write_table(args, tmp_path)
+
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in benchmarks_md.read_text().splitlines()
+            if line.startswith("| resnet20") or line.startswith("| vgg11")}
+    assert rows["resnet20"].startswith("| resnet20 | 50% | 0, 1 | 93.00% ± 0.00% |")
+    assert "91.50% ± 0.71%" in rows["resnet20"]
+    assert rows["vgg11"].startswith("| vgg11 | 50% | 0 | 93.00% |")
