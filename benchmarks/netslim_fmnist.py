@@ -69,17 +69,24 @@ def _mean(metrics: list[dict], key: str) -> float:
     return sum(m[key] for m in metrics) / len(metrics)
 
 
+def _row_runs(base: Path, model: str, ratio: float, l1_ratio: float, seed: int) -> list[dict | None]:
+    """metrics.json of the dense, L1-training, fine-tuned and from-scratch runs behind one table row
+    (None for a run not finished). The L1 training lives in the first ratio's slim folder."""
+    return [read_metrics(path) for path in (
+        base / f"dense-{model}-s{seed}", base / f"slim{l1_ratio:g}-{model}-s{seed}" / "train",
+        base / f"slim{ratio:g}-{model}-s{seed}", base / f"scratch{ratio:g}-{model}-s{seed}")]
+
+
 def write_table(args, base: Path) -> None:
     rows = []
     for model in args.models:
-        dense = [m for m in (read_metrics(base / f"dense-{model}-s{s}") for s in args.seeds) if m]
-        sparse_train = [m for m in (read_metrics(base / f"slim{args.ratios[0]:g}-{model}-s{s}" / "train")
-                                    for s in args.seeds) if m]
         for ratio in args.ratios:
-            tuned_by_seed = {s: read_metrics(base / f"slim{ratio:g}-{model}-s{s}") for s in args.seeds}
-            tuned = [m for m in tuned_by_seed.values() if m]
-            seeds_done = ", ".join(str(s) for s, m in tuned_by_seed.items() if m) or "–"
-            scratch = [m for m in (read_metrics(base / f"scratch{ratio:g}-{model}-s{s}") for s in args.seeds) if m]
+            # a row averages only the seeds whose every run is finished, so its columns compare like for like
+            finished = {s: _row_runs(base, model, ratio, args.ratios[0], s) for s in args.seeds}
+            finished = {s: runs for s, runs in finished.items() if all(runs)}
+            dense, sparse_train, tuned, scratch = (list(column) for column in zip(*finished.values())) \
+                if finished else ([], [], [], [])
+            seeds_done = ", ".join(map(str, finished)) or "–"
             cells = [
                 mean_std([m["test_acc"] for m in dense]), mean_std([m["test_acc"] for m in sparse_train]),
                 mean_std([m["test_acc_before_finetune"] for m in tuned]), mean_std([m["test_acc"] for m in tuned]),
