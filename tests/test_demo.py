@@ -17,18 +17,14 @@ from slimkit.report.table import COLUMNS
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     calls = []
-    real = getattr(slimkit.report, "write_html_report", None)
+    real = slimkit.report.write_html_report
 
     def record(run_dirs, out_path, title="slimkit report", png_dir=None):
         calls.append([Path(d) for d in run_dirs])
-        if real is not None:
-            return real(run_dirs, out_path, title=title, png_dir=png_dir)
-        # stand-in while slimkit.report.write_html_report does not exist yet
-        Path(out_path).write_text(f"<html><title>{title}</title></html>")
-        return Path(out_path)
+        return real(run_dirs, out_path, title=title, png_dir=png_dir)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(slimkit.report, "write_html_report", record, raising=False)
+        mp.setattr(slimkit.report, "write_html_report", record)
         assert main(["demo", "--quick", "--data", "synthetic", "--out", str(out)]) == 0
     return out, calls
 
@@ -81,3 +77,12 @@ def test_the_pipeline_does_what_it_says(demo):
     assert m["int8-dense"]["int8_bytes"] < m["int8-dense"]["fp32_bytes"]
     assert m["kd-mest-ems-90"]["teachers"] == [str(out / "dense-lenet5")]
     assert m["kd-mest-ems-90"]["params_nonzero"] == m["mest-ems-90"]["params_nonzero"]
+
+
+def test_demo_refuses_to_replace_run_folders_it_did_not_make(tmp_path, capsys):
+    user_run = tmp_path / STEPS[0][0]
+    user_run.mkdir()
+    (user_run / "metrics.json").write_text("{}")
+    assert main(["demo", "--quick", "--data", "synthetic", "--out", str(tmp_path)]) == 2
+    assert "did not make" in capsys.readouterr().err
+    assert (user_run / "metrics.json").read_text() == "{}"

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from slimkit.cli import main
 from slimkit.config import RunConfig, make_config
 from slimkit.distill import Distillation
-from slimkit.pipelines import distill_run, resume_distill_run
+from slimkit.pipelines import distill_run, quantize_run, resume_distill_run
 from slimkit.runner import RunFolderError, train_run
 
 VALUES = dict(model="lenet300", data="synthetic", epochs=3, batch_size=64, lr=0.05, progress="none")
@@ -46,6 +46,15 @@ def test_plain_resume_refuses_a_distillation_run_and_names_the_command(tmp_path,
         train_run(RunConfig(), out, resume=True)
 
 
+def test_train_config_of_a_distillation_run_is_refused(tmp_path, teacher, capsys):
+    """Rerunning its config.yaml with plain `train` would silently drop the teacher."""
+    out = tmp_path / "kd"
+    distill_run(make_config({**VALUES, "epochs": 1}), [teacher], out)
+    assert main(["train", "--config", str(out / "config.yaml"), "--out", str(tmp_path / "rerun")]) == 2
+    assert "distillation (loss_terms.json)" in capsys.readouterr().err
+    assert not (tmp_path / "rerun").exists()
+
+
 def test_resume_with_other_distillation_settings_is_refused(tmp_path, teacher):
     out = tmp_path / "kd"
     distill_run(make_config({**VALUES, "epochs": 1}), [teacher], out, temperature=2.0)
@@ -65,3 +74,19 @@ def test_cli_distill_resume_takes_no_other_flags(tmp_path, teacher, capsys):
         assert "drop the other flags" in capsys.readouterr().err
     assert main(["distill", "--student", "lenet300", "--out", str(tmp_path / "x")]) == 2
     assert "--teacher" in capsys.readouterr().err
+
+
+DESIGN_METRICS_KEYS = ("model", "dataset", "method", "scheme", "target_sparsity", "sparsity", "test_acc",
+                       "params_total", "params_nonzero", "flops_dense", "flops_sparse", "train_time_s",
+                       "peak_mem_bytes", "epochs", "seed", "slimkit_version")
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "qat"])
+def test_quantize_metrics_have_every_run_folder_key(tmp_path, teacher, mode):
+    metrics = quantize_run(teacher, tmp_path / "int8", mode=mode, qat_epochs=1, latency_repeats=2)
+    assert [key for key in DESIGN_METRICS_KEYS if key not in metrics] == []
+    assert metrics["seed"] == 7 and metrics["target_sparsity"] == 0.0
+    if mode == "qat":
+        assert metrics["epochs"] == 1 and metrics["train_time_s"] > 0 and metrics["peak_mem_bytes"] > 0
+    else:
+        assert metrics["epochs"] == 0 and metrics["train_time_s"] is None

@@ -66,7 +66,7 @@ def _overrides(args: argparse.Namespace, config_cls) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from slimkit.config import RunConfig, load_config
-    from slimkit.runner import train_run
+    from slimkit.runner import refuse_train_on_derived_run, train_run
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc)
@@ -77,6 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.resume)
         metrics = train_run(RunConfig(), out, resume=True)
     else:
+        if args.config:
+            refuse_train_on_derived_run(Path(args.config).parent, f"slimkit train --config {args.config}")
         config = load_config(args.config, overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-{config.method}-s{config.seed}"
         metrics = train_run(config, out)
@@ -107,15 +109,14 @@ PRUNE_METHODS = ("magnitude", "obd", "taylor", "obs", "snip", "random", "gmp")
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Prune a trained run and fine-tune it: `train --config FROM/config.yaml --init-from FROM ...`."""
-    from slimkit.config import RunConfig, make_config, read_yaml
+    from slimkit.config import RunConfig, finetune_values, make_config, read_yaml
     from slimkit.runner import CONFIG_FILE, train_run
 
     source = Path(args.source)
-    values = read_yaml(source / CONFIG_FILE)
-    values["lr"] = values.get("lr", RunConfig.model_fields["lr"].default) * 0.1  # fine-tuning default
-    values.update(init_from=str(source), method=args.method, epochs=args.finetune_epochs)
-    values.update(_overrides(args, RunConfig))
-    config = make_config(values)
+    saved = read_yaml(source / CONFIG_FILE)
+    lr = saved.get("lr", RunConfig.model_fields["lr"].default) * 0.1  # fine-tuning default
+    values = finetune_values(saved, lr=lr, init_from=str(source), method=args.method, epochs=args.finetune_epochs)
+    config = make_config({**values, **_overrides(args, RunConfig)})
     out = Path(args.out) if args.out else source.parent / f"{source.name}-{args.method}-{config.sparsity:g}"
     _print_table([(str(out), train_run(config, out))])
     return 0

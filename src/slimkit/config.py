@@ -199,5 +199,18 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return make_config(values)
 
 
+# Keys that describe how a source run was trained, not how its pruned copy is fine-tuned: a
+# fine-tuning starts from the defaults for them (CLI flags can still set them).
+SOURCE_SCHEDULE_KEYS = ("data_efficient", "stats_epochs", "remove_forgetting_le", "remove_fraction", "forgetting_stats",
+                        "imp_rounds", "imp_sparsities", "rewind_epoch", "imp_reinit")
+
+
+def finetune_values(source: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The settings of a fine-tuning that starts from a run with settings `source`: the source's
+    model, data and optimiser settings, without its schedule keys, with `changes` applied."""
+    kept = {key: value for key, value in source.items() if key not in SOURCE_SCHEDULE_KEYS}
+    return {**kept, **changes}
+
+
 def dump_config(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from slimkit.config import RunConfig, make_config
 from slimkit.fileio import atomic_write_text
 from slimkit.report import metrics_table
-from slimkit.runner import read_metrics, train_run
+from slimkit.runner import RunFolderError, read_metrics, train_run
 
 log = logging.getLogger("slimkit")
 
@@ -122,12 +122,27 @@ def notes(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+DEMO_MARKER = ".slimkit-demo"  # marks a folder whose run folders the demo made and may replace
+
+
+def _claim_demo_folder(out: Path, run_dirs: list[Path]) -> None:
+    """The demo replaces its run folders on every run; it refuses to replace folders it did not make."""
+    marked = (out / DEMO_MARKER).exists() or (out / "summary.txt").exists()  # summary.txt: demos before the marker
+    foreign = [str(d) for d in run_dirs if d.exists()] if not marked else []
+    if foreign:
+        raise RunFolderError(f"{out} holds run folders that `slimkit demo` did not make ({', '.join(foreign)}); "
+                              "the demo replaces its folders, so choose another --out or move them")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / DEMO_MARKER, "run folders made by `slimkit demo`, which replaces them on every run\n")
+
+
 def run_demo(out: Path, *, quick: bool = False, data: str = "fashion-mnist") -> list[tuple[str, dict[str, Any]]]:
     """Run every step into `out/<step>/`, print the comparison table, write summary.txt and report.html."""
     from slimkit.report import write_html_report
 
     out = Path(out)
     settings = DemoSettings(out, data=data, **(QUICK if quick else {}))
+    _claim_demo_folder(out, [settings.run(name) for name, _, _ in STEPS])
     for name, what, step in STEPS:
         run_dir = settings.run(name)
         if run_dir.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_copy(source: str | Path, path: str | Path) -> Path:
+    return atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:

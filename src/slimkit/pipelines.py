@@ -4,11 +4,13 @@ model.fp32.onnx, model.int8.onnx and metrics.json with fp32 and int8 figures sid
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from slimkit import __version__
 from slimkit.config import RunConfig, load_config, make_config, read_yaml
 from slimkit.distill import Distillation
 from slimkit.export import export_onnx, load_model
@@ -106,6 +108,14 @@ def quantize_run(
         "params_total": params_total, "params_nonzero": params_nonzero, "sparsity": weight_sparsity(network),
         "flops_dense": flops.dense, "flops_sparse": flops.sparse,
     }
+    source_metrics = source / METRICS_FILE
+    metrics.update({  # the run-folder keys every metrics.json has; post-training quantization trains nothing
+        "target_sparsity": json.loads(source_metrics.read_text()).get("target_sparsity", 0.0)
+        if source_metrics.exists() else 0.0,
+        "epochs": qat_epochs if mode == "qat" else 0, "seed": config.seed, "slimkit_version": __version__,
+        "train_time_s": trainer.train_time_s if mode == "qat" else None,
+        "peak_mem_bytes": trainer.peak_rss_bytes if mode == "qat" else None,
+    })
     if mode == "qat":
         metrics["qat_fake_quant_acc"] = fake_quant_acc
         metrics["qat_epochs"] = qat_epochs

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +22,7 @@ from slimkit.config import RunConfig, dump_config, load_config
 from slimkit.data import DatasetInfo, Loaders, load_dataset, make_loaders
 from slimkit.efficiency import efficiency_callbacks, write_efficiency_outputs
 from slimkit.export import ModelFileError, load_model, save_model
-from slimkit.fileio import atomic_write, atomic_write_json, atomic_write_text
+from slimkit.fileio import atomic_copy, atomic_write, atomic_write_json, atomic_write_text
 from slimkit.compressed import can_compress, compressed_layers
 from slimkit.methods import (
     DSR, MEST, SET, DynamicSparseTraining, FixedMasks, GradualMagnitude, PhasedMEST, PruneOnce, RigL, SparsityMethod,
@@ -42,6 +41,7 @@ from slimkit.train.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, requir
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 LOSS_TERMS_FILE = "loss_terms.json"  # loss terms added by callbacks, which config.yaml does not hold
+PRUNING_FILE = "pruning.json"  # what a channel-pruning run pruned and how, which config.yaml does not hold
 REWIND_FILE = "rewind.safetensors"
 log = logging.getLogger("slimkit")
 
@@ -65,7 +65,10 @@ def _prepare_folder(config: RunConfig, out: Path, resume: bool, loss_terms: Loss
     if resume:
         if not (out / CONFIG_FILE).is_file():
             raise RunFolderError(f"cannot resume: {out} has no {CONFIG_FILE} (is it a slimkit run folder?)")
-        _check_loss_terms(out, loss_terms)
+        if loss_terms is None:
+            refuse_train_on_derived_run(out, "slimkit train --resume")
+        else:
+            _check_loss_terms(out, loss_terms)
         return load_config(out / CONFIG_FILE)
     if (out / CHECKPOINT_FILE).exists() or (out / METRICS_FILE).exists() or (out / "round-0").exists():
         raise RunFolderError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
@@ -101,16 +104,30 @@ def setting_differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: s
     return lines
 
 
-def _check_loss_terms(out: Path, loss_terms: LossTerms | None) -> None:
+def refuse_train_on_derived_run(folder: Path, action: str) -> None:
+    """Raise if the run in `folder` needs more than its config.yaml: loss terms added by callbacks
+    (distill, slim) or a channel-pruned architecture (prune-channels, slim). `action` (plain
+    `slimkit train` on that config) would silently drop them."""
+    saved = read_loss_terms(folder)
+    if saved is not None:
+        terms = " and ".join(name.replace("_", " ") for name in saved["settings"])
+        raise RunFolderError(f"{folder} trains with {terms} ({LOSS_TERMS_FILE}), which `{action}` would drop; "
+                             f"continue it with {saved['continue_with']}, or rerun the command that made it")
+    if (folder / PRUNING_FILE).exists():
+        raise RunFolderError(
+            f"{folder} fine-tunes a channel-pruned model ({PRUNING_FILE}); `{action}` would train the unpruned "
+            "source instead. Run the `slimkit prune-channels` or `slimkit slim` command that made it again: it "
+            "continues an interrupted fine-tuning")
+
+
+def _check_loss_terms(out: Path, loss_terms: LossTerms) -> None:
+    """A resumed run that adds loss terms continues only with the settings it started with."""
     saved = read_loss_terms(out)
-    if saved is None:  # a plain run, or one from before loss_terms.json existed: trust the caller
-        if loss_terms is not None and distributed.is_main():
+    if saved is None:  # a run from before loss_terms.json existed: trust the caller
+        if distributed.is_main():
             _write_loss_terms(out, loss_terms)
         return
     terms = " and ".join(name.replace("_", " ") for name in saved["settings"])
-    if loss_terms is None:
-        raise RunFolderError(
-            f"{out} trains with {terms}, which `train --resume` would drop; continue it with {saved['continue_with']}")
     if changed := setting_differences(saved["settings"], loss_terms.settings):
         raise RunFolderError(f"{out} holds an interrupted run with other {terms} settings ({'; '.join(changed)}); "
                              "use its settings to continue it, or choose another --out")
@@ -419,7 +436,7 @@ def imp_run(
 def _summarise_imp(config: RunConfig, out: Path, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     final_dir = out / f"round-{len(rounds) - 1}"
     for name in ("model.safetensors", "model.json"):
-        shutil.copyfile(final_dir / name, out / name)
+        atomic_copy(final_dir / name, out / name)
     history = []
     for r in range(len(rounds)):
         with open(out / f"round-{r}" / HISTORY_FILE) as f:

@@ -12,14 +12,14 @@ from typing import Any, Callable
 
 from torch import nn
 
-from slimkit.config import RunConfig, dump_config, load_config, make_config
+from slimkit.config import RunConfig, dump_config, finetune_values, load_config, make_config
 from slimkit.data import DatasetInfo
 from slimkit.export import load_model, save_model
 from slimkit.export.model_files import WEIGHTS_FILE
 from slimkit.fileio import atomic_write_json, atomic_write_text
 from slimkit.metrics import count_flops, count_params, measure_latency
 from slimkit.runner import (
-    CONFIG_FILE, METRICS_FILE, LossTerms, RunFolderError, collect_metrics, load_data, logging_callbacks,
+    CONFIG_FILE, METRICS_FILE, PRUNING_FILE, LossTerms, RunFolderError, collect_metrics, load_data, logging_callbacks,
     setting_differences, train_run,
 )
 from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
@@ -30,7 +30,6 @@ from slimkit.train.tensorboard import TENSORBOARD_DIR
 
 log = logging.getLogger("slimkit")
 SOURCE_DIR = "train"  # Network Slimming's sparsity-training run, inside the slim run folder
-PRUNING_FILE = "pruning.json"  # what was pruned and how: an interrupted fine-tuning continues only if unchanged
 
 
 def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int, progress: str = "auto") -> dict[str, Any]:
@@ -56,8 +55,9 @@ def prune_and_finetune(
         raise ValueError(f"finetune_epochs must be >= 1, got {finetune_epochs}")
     base = load_config(source / CONFIG_FILE)
     config = make_config({
-        **base.model_dump(), "epochs": finetune_epochs, "lr": base.lr * (1.0 if from_scratch else lr_factor),
-        "init_from": str(source), "method": "dense", "sparsity": 0.0, **(overrides or {}),
+        **finetune_values(base.model_dump(), epochs=finetune_epochs, lr=base.lr * (1.0 if from_scratch else lr_factor),
+                          init_from=str(source), method="dense", sparsity=0.0),
+        **(overrides or {}),
     })
     pruning = {"method": method, "source_run": str(source), "source_weights_sha256": _file_sha256(source / WEIGHTS_FILE),
                "from_scratch": from_scratch, **(extra or {})}

@@ -4,11 +4,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from slimkit.config import make_config
 from slimkit.data import load_dataset, make_loaders
 from slimkit.methods import GradualMagnitude, PruneOnce
 from slimkit.methods.base import method_generator
-from slimkit.runner import build_trainer
 from slimkit.sparse import get_masks, sparsity_report
 from slimkit.train import Trainer, TrainConfig
 from tests.methods.resume import assert_resume_is_exact

@@ -72,6 +72,27 @@ def test_plain_resume_refuses_the_l1_training_of_a_slim_run(slim_run):
         train_run(RunConfig(), slim_run / "train", resume=True)
 
 
+def test_plain_train_refuses_a_channel_pruned_run(slim_run, tmp_path, capsys):
+    """Its config.yaml describes the unpruned source: plain `train` would fine-tune the wrong model."""
+    assert main(["train", "--config", str(slim_run / "config.yaml"), "--out", str(tmp_path / "rerun")]) == 2
+    assert "channel-pruned model (pruning.json)" in capsys.readouterr().err
+    with pytest.raises(RunFolderError, match="slimkit prune-channels"):
+        train_run(RunConfig(), slim_run, resume=True)
+
+
+def test_channel_fine_tuning_of_a_data_efficient_run_does_not_inherit_its_schedule(tmp_path):
+    """The source's stats_epochs (longer than the fine-tuning) describe its training, not the fine-tuning's."""
+    source = tmp_path / "source"
+    assert main(["train", "--model", "lenet5", *QUICK, "--epochs", "3", "--data-efficient", "--stats-epochs", "2",
+                 "--remove-fraction", "0.2", "--out", str(source)]) == 0
+    out = tmp_path / "pc"
+    assert main(["prune-channels", "--from", str(source), "--ratio", "0.5", "--finetune-epochs", "1",
+                 "--out", str(out)]) == 0
+    assert "data_efficient: false" in (out / "config.yaml").read_text()
+    assert main(["prune", "--from", str(source), "--method", "magnitude", "--sparsity", "0.5",
+                 "--finetune-epochs", "1", "--out", str(tmp_path / "magnitude")]) == 0
+
+
 def test_interrupted_channel_fine_tuning_continues_where_it_stopped(slim_run, tmp_path, monkeypatch):
     settings = dict(ratio=0.5, criterion="l1", finetune_epochs=2, overrides={"progress": "none"})
     reference = prune_channels_run(slim_run / "train", tmp_path / "reference", **settings)

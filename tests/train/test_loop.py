@@ -3,7 +3,7 @@ import torch
 
 from slimkit.config import make_config
 from slimkit.runner import build_trainer
-from slimkit.train import Callback, CheckpointError, Trainer, load_checkpoint, save_checkpoint
+from slimkit.train import Callback, CheckpointError, Trainer, load_checkpoint
 
 
 def _trainer(tmp_path=None, callbacks=(), **overrides):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import torch
 from torch import nn
 
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in

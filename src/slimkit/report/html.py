@@ -165,7 +165,7 @@ def render_html(runs: Sequence[RunData], figures: Sequence[Figure], title: str) 
                    if i not in with_figure]
         if missing:
             body.append(f"<p class=\"meta\">Not shown: {', '.join(missing)}.</p>")
-    body.append(f"<p class=\"meta\">Run folders: " + ", ".join(
+    body.append("<p class=\"meta\">Run folders: " + ", ".join(
         f"{i}. <code>{_esc(run.path)}</code>" for i, run in enumerate(runs, start=1)) + "</p>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
