@@ -65,6 +65,17 @@ def test_table_numbers_are_the_run_folders_numbers(demo):
         assert cells == expected_cells(metrics), name
 
 
+def test_report_html_table_shows_what_summary_shows(demo):
+    """int8 rows name the ONNX file's bytes and latency in both tables, not '-' in one of them."""
+    out, _ = demo
+    _, rows = table_rows((out / "summary.txt").read_text())
+    page = (out / "report.html").read_text()
+    for name, cells in rows.items():
+        row = re.search(r'<tr><td class="run"[^>]*>' + re.escape(name) + r"</td>(.*?)</tr>", page).group(1)
+        numbers = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', row)
+        assert numbers == cells, name
+
+
 def test_the_pipeline_does_what_it_says(demo):
     out, _ = demo
     m = {name: json.loads((out / name / "metrics.json").read_text()) for name, _, _ in STEPS}

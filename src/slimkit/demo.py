@@ -95,15 +95,6 @@ STEPS: list[tuple[str, str, Callable[[DemoSettings], None]]] = [
 ]
 
 
-# ---- the table ------------------------------------------------------------------------------------------
-def table_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """A folder's metrics.json in the table's columns. An int8 folder (`slimkit quantize`) names its
-    file size and latency after the format: model.int8.onnx bytes, ONNX Runtime batch-1 latency."""
-    if "int8_acc" not in metrics:
-        return metrics
-    return {**metrics, "model_file_bytes": metrics["int8_bytes"], "latency_ms": metrics["latency_ms_b1"]["int8"]}
-
-
 def notes(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """One line per row: what the step did, and the figures the table has no column for."""
     what = {name: text for name, text, _ in STEPS}
@@ -150,7 +141,7 @@ def run_demo(out: Path, *, quick: bool = False, data: str = "fashion-mnist") -> 
         log.info(f"== {name}: {what} -> {run_dir}")
         step(settings)
     results = [(name, read_metrics(settings.run(name))) for name, _, _ in STEPS]
-    table = metrics_table([(name, table_metrics(m)) for name, m in results])
+    table = metrics_table(results)
     summary = table + "\n\n" + "\n".join(notes(results)) + "\n"
     atomic_write_text(out / "summary.txt", summary)
     report = write_html_report([settings.run(name) for name, _, _ in STEPS], out / "report.html", title=TITLE)

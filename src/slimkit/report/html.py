@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from slimkit.fileio import atomic_write, atomic_write_text
 from slimkit.report import plots
 from slimkit.report.runs import RunData, read_runs, slug
-from slimkit.report.table import COLUMNS, _cell
+from slimkit.report.table import COLUMNS, _cell, table_metrics
 
 # columns that say which run a row is, before table.py's numeric COLUMNS
 ID_COLUMNS: list[tuple[str, str]] = [("model", "model"), ("method", "method"), ("scheme", "scheme")]
@@ -125,8 +125,9 @@ def metrics_table_html(runs: Sequence[RunData]) -> str:
         for key, _ in ID_COLUMNS:
             value = run.metrics.get(key)
             cells.append(f"<td data-key=\"{key}\">{_esc('-' if value is None else value)}</td>")
+        shown = table_metrics(run.metrics)
         for key, _, fmt in COLUMNS:
-            value = run.metrics.get(key)
+            value = shown.get(key)
             raw = "" if value is None else _esc(repr(value) if isinstance(value, float) else value)
             cells.append(f"<td class=\"num\" data-key=\"{key}\" data-value=\"{raw}\">{_esc(_cell(value, fmt))}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")

@@ -19,6 +19,14 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
+def table_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A folder's metrics.json in the table's columns. An int8 folder (`slimkit quantize`) names its
+    file size and latency after the format: model.int8.onnx bytes, ONNX Runtime batch-1 latency."""
+    if "int8_acc" not in metrics:
+        return metrics
+    return {**metrics, "model_file_bytes": metrics["int8_bytes"], "latency_ms": metrics["latency_ms_b1"]["int8"]}
+
+
 def _cell(value: Any, fmt: str) -> str:
     if value is None:
         return "-"
@@ -31,7 +39,7 @@ def _cell(value: Any, fmt: str) -> str:
 def metrics_table(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """One row per (label, metrics) pair, aligned columns."""
     header = ["run"] + [title for _, title, _ in COLUMNS]
-    rows = [[label] + [_cell(m.get(key), fmt) for key, _, fmt in COLUMNS] for label, m in runs]
+    rows = [[label] + [_cell(table_metrics(m).get(key), fmt) for key, _, fmt in COLUMNS] for label, m in runs]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
