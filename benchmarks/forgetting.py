@@ -145,7 +145,8 @@ def main() -> None:
         ms = list(full.values())
         lines.append(f"| dense, full data (reference) | – | 0 | {_spread([m['test_acc'] * 100 for m in ms], '{:.2f}%')} "
                      f"| 0 | 0% | {_mean([m['train_time_s'] for m in ms]):.0f} s | 0% |")
-    verdict = (f"**confirmed** by {best[0]}: {best[1]:.1%} saved, {best[2]:+.2f} pt ({'mean over seeds' if len(args.seeds) > 1 else f'seed {args.seeds[0]}'})" if best else
+    over = "mean over seeds" if len(args.seeds) > 1 else f"seed {args.seeds[0]}"
+    verdict = (f"**confirmed** by {best[0]}: {best[1]:.1%} saved, {best[2]:+.2f} pt ({over})" if best else
                "**not confirmed** by any run above")
     lines += ["", f"Target ≥ {TARGET_SAVED:.0%} of training compute saved with ≤ {TARGET_LOSS_PT} pt accuracy loss: "
               f"{verdict}.", ""]

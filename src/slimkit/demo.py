@@ -119,8 +119,7 @@ DEMO_MARKER = ".slimkit-demo"  # marks a folder whose run folders the demo made 
 def _claim_demo_folder(out: Path, run_dirs: list[Path]) -> None:
     """The demo replaces its run folders on every run; it refuses to replace folders it did not make."""
     marked = (out / DEMO_MARKER).exists() or (out / "summary.txt").exists()  # summary.txt: demos before the marker
-    foreign = [str(d) for d in run_dirs if d.exists()] if not marked else []
-    if foreign:
+    if not marked and (foreign := [str(d) for d in run_dirs if d.exists()]):
         raise RunFolderError(f"{out} holds run folders that `slimkit demo` did not make ({', '.join(foreign)}); "
                               "the demo replaces its folders, so choose another --out or move them")
     out.mkdir(parents=True, exist_ok=True)

@@ -108,15 +108,12 @@ def quantize_run(
         "params_total": params_total, "params_nonzero": params_nonzero, "sparsity": weight_sparsity(network),
         "flops_dense": flops.dense, "flops_sparse": flops.sparse,
     }
-    source_metrics = source / METRICS_FILE
-    metrics.update({  # the run-folder keys every metrics.json has; post-training quantization trains nothing
-        "target_sparsity": json.loads(source_metrics.read_text()).get("target_sparsity", 0.0)
-        if source_metrics.exists() else 0.0,
-        "epochs": qat_epochs if mode == "qat" else 0, "seed": config.seed, "slimkit_version": __version__,
-        "train_time_s": trainer.train_time_s if mode == "qat" else None,
-        "peak_mem_bytes": trainer.peak_rss_bytes if mode == "qat" else None,
-    })
+    source_metrics = json.loads((source / METRICS_FILE).read_text()) if (source / METRICS_FILE).exists() else {}
+    # the keys every run folder's metrics.json has; post-training quantization trains nothing
+    metrics.update({"target_sparsity": source_metrics.get("target_sparsity", 0.0), "seed": config.seed,
+                    "slimkit_version": __version__, "epochs": 0, "train_time_s": None, "peak_mem_bytes": None})
     if mode == "qat":
+        metrics.update(epochs=qat_epochs, train_time_s=trainer.train_time_s, peak_mem_bytes=trainer.peak_rss_bytes)
         metrics["qat_fake_quant_acc"] = fake_quant_acc
         metrics["qat_epochs"] = qat_epochs
     metrics["test_acc"] = metrics["int8_acc"]

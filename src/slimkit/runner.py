@@ -104,14 +104,18 @@ def setting_differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: s
     return lines
 
 
+def _terms_text(saved: dict[str, Any]) -> str:
+    """'distillation', 'l1 on bn scales': the saved loss terms' names, for messages."""
+    return " and ".join(name.replace("_", " ") for name in saved["settings"])
+
+
 def refuse_train_on_derived_run(folder: Path, action: str) -> None:
     """Raise if the run in `folder` needs more than its config.yaml: loss terms added by callbacks
     (distill, slim) or a channel-pruned architecture (prune-channels, slim). `action` (plain
     `slimkit train` on that config) would silently drop them."""
     saved = read_loss_terms(folder)
     if saved is not None:
-        terms = " and ".join(name.replace("_", " ") for name in saved["settings"])
-        raise RunFolderError(f"{folder} trains with {terms} ({LOSS_TERMS_FILE}), which `{action}` would drop; "
+        raise RunFolderError(f"{folder} trains with {_terms_text(saved)} ({LOSS_TERMS_FILE}), which `{action}` would drop; "
                              f"continue it with {saved['continue_with']}, or rerun the command that made it")
     if (folder / PRUNING_FILE).exists():
         raise RunFolderError(
@@ -127,9 +131,8 @@ def _check_loss_terms(out: Path, loss_terms: LossTerms) -> None:
         if distributed.is_main():
             _write_loss_terms(out, loss_terms)
         return
-    terms = " and ".join(name.replace("_", " ") for name in saved["settings"])
     if changed := setting_differences(saved["settings"], loss_terms.settings):
-        raise RunFolderError(f"{out} holds an interrupted run with other {terms} settings ({'; '.join(changed)}); "
+        raise RunFolderError(f"{out} holds an interrupted run with other {_terms_text(saved)} settings ({'; '.join(changed)}); "
                              "use its settings to continue it, or choose another --out")
 
 

@@ -39,7 +39,8 @@ def _cell(value: Any, fmt: str) -> str:
 def metrics_table(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """One row per (label, metrics) pair, aligned columns."""
     header = ["run"] + [title for _, title, _ in COLUMNS]
-    rows = [[label] + [_cell(table_metrics(m).get(key), fmt) for key, _, fmt in COLUMNS] for label, m in runs]
+    shown = [(label, table_metrics(m)) for label, m in runs]
+    rows = [[label] + [_cell(m.get(key), fmt) for key, _, fmt in COLUMNS] for label, m in shown]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
