@@ -115,7 +115,7 @@ def run_jobs(
 
     `progress` shows the jobs finished so far (slimkit's display): a bar on a TTY, otherwise at
     most ten "sweep: 12/86 runs done (14%, 35m12s)" lines; "none" keeps only the start/done lines."""
-    from slimkit.train.progress import Progress
+    from slimkit.utils.progress import Progress
 
     failed = []
     display = Progress(len(jobs), "sweep", mode=progress, unit="runs", write=_say)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import slimkit.train.progress as progress_module
+import slimkit.utils.progress as progress_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import common  # noqa: E402

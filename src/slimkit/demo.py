@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from slimkit.config import RunConfig, make_config
-from slimkit.fileio import atomic_write_text
+from slimkit.utils.fileio import atomic_write_text
 from slimkit.report import metrics_table
 from slimkit.runner import RunFolderError, read_metrics, train_run
 

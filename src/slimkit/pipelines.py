@@ -14,7 +14,7 @@ from slimkit import __version__
 from slimkit.config import RunConfig, load_config, make_config, read_yaml
 from slimkit.distill import Distillation
 from slimkit.export import export_onnx, load_model
-from slimkit.fileio import atomic_write_json
+from slimkit.utils.fileio import atomic_write_json
 from slimkit.metrics import count_flops, count_params, weight_sparsity
 from slimkit.quant import QAT, compare, export_qat, quantize_dynamic_onnx, quantize_static_onnx, size_report
 from slimkit.runner import (

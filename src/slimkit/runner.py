@@ -22,7 +22,7 @@ from slimkit.config import RunConfig, dump_config, load_config
 from slimkit.data import DatasetInfo, Loaders, load_dataset, make_loaders
 from slimkit.efficiency import efficiency_callbacks, write_efficiency_outputs
 from slimkit.export import ModelFileError, load_model, save_model
-from slimkit.fileio import atomic_copy, atomic_write, atomic_write_json, atomic_write_text
+from slimkit.utils.fileio import atomic_copy, atomic_write, atomic_write_json, atomic_write_text
 from slimkit.compressed import can_compress, compressed_layers
 from slimkit.methods import (
     DSR, MEST, SET, DynamicSparseTraining, FixedMasks, GradualMagnitude, PhasedMEST, PruneOnce, RigL, SparsityMethod,
@@ -33,9 +33,10 @@ from slimkit.metrics import count_flops, count_params, measure_latency, state_by
 from slimkit.metrics.params import prunable_layers
 from slimkit.models import build_model
 from slimkit.sparse import make_scheme, remove_masks, sparsity_report
-from slimkit.train import Callback, Trainer, distributed
+from slimkit.train import Callback, Trainer
+from slimkit.utils import distributed
 from slimkit.train.loop import CHECKPOINT_FILE, HISTORY_FILE, write_history_csv
-from slimkit.train.progress import progress, report
+from slimkit.utils.progress import progress, report
 from slimkit.train.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
 
 CONFIG_FILE = "config.yaml"

@@ -16,7 +16,7 @@ from slimkit.config import RunConfig, dump_config, finetune_values, load_config,
 from slimkit.data import DatasetInfo
 from slimkit.export import load_model, save_model
 from slimkit.export.model_files import WEIGHTS_FILE
-from slimkit.fileio import atomic_write_json, atomic_write_text
+from slimkit.utils.fileio import atomic_write_json, atomic_write_text
 from slimkit.metrics import count_flops, count_params, measure_latency
 from slimkit.runner import (
     CONFIG_FILE, METRICS_FILE, PRUNING_FILE, LossTerms, RunFolderError, collect_metrics, load_data, logging_callbacks,
@@ -24,7 +24,8 @@ from slimkit.runner import (
 )
 from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
 from slimkit.structured.prune import prune_channels
-from slimkit.train import Trainer, distributed
+from slimkit.train import Trainer
+from slimkit.utils import distributed
 from slimkit.train.loop import CHECKPOINT_FILE
 from slimkit.train.tensorboard import TENSORBOARD_DIR
 

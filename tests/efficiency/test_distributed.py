@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from slimkit.config import make_config
 from slimkit.efficiency import ForgettingTracker, TwoPhaseTraining
 from slimkit.runner import build_trainer
-from slimkit.train import distributed
+from slimkit.utils import distributed
 
 VALUES = dict(model="lenet300", data="synthetic", epochs=3, augment=False, lr=0.05, progress="none",
               data_efficient=True, stats_epochs=2, remove_fraction=0.25)

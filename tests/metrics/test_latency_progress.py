@@ -5,7 +5,7 @@ import logging
 import pytest
 from torch import nn
 
-import slimkit.train.progress as progress_module
+import slimkit.utils.progress as progress_module
 from slimkit.metrics import measure_latency, time_callable
 
 

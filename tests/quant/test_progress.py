@@ -5,9 +5,9 @@ import logging
 import numpy as np
 import pytest
 
-import slimkit.train.progress as progress_module
+import slimkit.utils.progress as progress_module
 from slimkit.quant.calibration import BatchReader
-from slimkit.train.progress import Progress
+from slimkit.utils.progress import Progress
 
 
 @pytest.fixture(autouse=True)

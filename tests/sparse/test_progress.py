@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import slimkit.train.progress as progress_module
+import slimkit.utils.progress as progress_module
 from slimkit.methods import PruneOnce
 from slimkit.sparse.criteria import obd
 from slimkit.sparse.obs import obs_prune

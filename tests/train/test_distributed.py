@@ -11,7 +11,8 @@ import torch.multiprocessing as mp
 from slimkit.config import make_config
 from slimkit.runner import build_trainer
 from slimkit.sparse import get_masks
-from slimkit.train import Callback, distributed
+from slimkit.train import Callback
+from slimkit.utils import distributed
 
 VALUES = dict(model="lenet300", data="synthetic", epochs=2, augment=False, lr=0.05, method="mest-em",
               sparsity=0.8, update_every=1, progress="none")

@@ -18,7 +18,7 @@ from torch import nn
 from slimkit.distill.losses import HintAdapter, distillation_loss, hint_loss
 from slimkit.distill.teacher import as_teacher
 from slimkit.train.callbacks import Callback, StepState
-from slimkit.train.progress import progress as show_progress
+from slimkit.utils.progress import progress as show_progress
 
 
 class _FeatureTap:
@@ -98,7 +98,7 @@ class Distillation(Callback):
     @torch.no_grad()
     def teacher_accuracy(self, loader, *, progress: str = "auto") -> float:
         """Top-1 accuracy (fraction) of the teacher on a loader; `progress` shows the batches
-        (see `slimkit.train.progress`)."""
+        (see `slimkit.utils.progress`)."""
         device = next(self.teacher.parameters()).device
         correct = seen = 0
         for batch in show_progress(loader, desc="teacher accuracy", mode=progress, unit="batches"):

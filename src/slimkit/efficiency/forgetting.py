@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from slimkit.train import Callback, StepState, distributed
+from slimkit.train import Callback, StepState
+from slimkit.utils import distributed
 
 if TYPE_CHECKING:
     from slimkit.train.loop import Trainer

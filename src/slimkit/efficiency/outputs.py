@@ -12,7 +12,7 @@ import numpy as np
 from slimkit.efficiency.forgetting import NEVER_LEARNED, ForgettingTracker
 from slimkit.efficiency.savings import training_savings
 from slimkit.efficiency.two_phase import TwoPhaseTraining
-from slimkit.fileio import atomic_write
+from slimkit.utils.fileio import atomic_write
 
 if TYPE_CHECKING:
     from slimkit.train.loop import Trainer

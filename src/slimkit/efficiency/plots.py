@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from slimkit.fileio import atomic_write  # noqa: E402
+from slimkit.utils.fileio import atomic_write  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -15,7 +15,7 @@ from torch import nn
 from slimkit import __version__
 from slimkit.compressed import layouts_of, prepare_for_loading
 from slimkit.data.base import DatasetInfo
-from slimkit.fileio import atomic_write, atomic_write_json
+from slimkit.utils.fileio import atomic_write, atomic_write_json
 from slimkit.models.registry import build_model
 
 FORMAT = "slimkit-model"

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from slimkit.compressed import compressed_layers, decompress
-from slimkit.fileio import atomic_write
+from slimkit.utils.fileio import atomic_write
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"

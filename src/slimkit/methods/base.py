@@ -24,7 +24,7 @@ from slimkit.metrics.params import prunable_layers, weight_shape
 from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
 from slimkit.sparse.masking import apply_masks, enforce_masks, get_masks, is_masked, original_weight, sparsity_report
 from slimkit.sparse.schemes import Scheme, make_scheme
-from slimkit.train import distributed
+from slimkit.utils import distributed
 from slimkit.train.callbacks import Callback
 
 log = logging.getLogger("slimkit")

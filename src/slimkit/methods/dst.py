@@ -38,7 +38,7 @@ from slimkit.methods.mutation import (
     drop_least_important, grow_by_gradient, grow_random, layer_importance, prune_active,
 )
 from slimkit.sparse.masking import get_masks, masked_layers, original_weight
-from slimkit.train import distributed
+from slimkit.utils import distributed
 
 
 @dataclass(frozen=True)

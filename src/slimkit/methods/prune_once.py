@@ -16,7 +16,7 @@ from torch import nn
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
 from slimkit.sparse import criteria
 from slimkit.sparse.obs import obs_prune
-from slimkit.train.progress import progress as show_progress
+from slimkit.utils.progress import progress as show_progress
 
 
 class PruneOnce(SparsityMethod):
@@ -53,7 +53,7 @@ class PruneOnce(SparsityMethod):
         self.input_shape, self.synflow_iterations, self.seed = input_shape, synflow_iterations, seed
         self.obd_estimator = obd_estimator
         self.rescale_init = rescale_init  # random pruning at init: the static control of dynamic sparse training
-        # Display of the scoring passes (see slimkit.train.progress); None: the trainer's config.progress.
+        # Display of the scoring passes (see slimkit.utils.progress); None: the trainer's config.progress.
         self.progress_mode = progress_mode
 
     def on_train_start(self, trainer) -> None:

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from slimkit.train.progress import Progress
+from slimkit.utils.progress import Progress
 
 
 @dataclass
@@ -26,7 +26,7 @@ def time_callable(
     fn: Callable[[], object], *, warmup: int = 5, repeats: int = 30, progress: str = "auto", desc: str = "latency"
 ) -> LatencyReport:
     """Median, p10 and p90 of `repeats` timed calls after `warmup` untimed ones; `progress` shows
-    the calls (see `slimkit.train.progress`)."""
+    the calls (see `slimkit.utils.progress`)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     samples = []

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from slimkit.train.progress import Progress
+from slimkit.utils.progress import Progress
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -94,7 +94,7 @@ def calibration_ranges(
 ) -> dict[str, tuple[float, float]]:
     """{tensor name: (rmin, rmax)} that `method` picks for the inputs/outputs of `op_types` nodes.
 
-    `progress` shows the calibration batches (see `slimkit.train.progress`)."""
+    `progress` shows the calibration batches (see `slimkit.utils.progress`)."""
     from onnxruntime.quantization import create_calibrator
 
     extra = {"percentile": percentile, "num_bins": num_bins}

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from slimkit.export.onnx import ort_session, run_session
-from slimkit.train.progress import Progress, progress as show_progress
+from slimkit.utils.progress import Progress, progress as show_progress
 
 
 def onnx_accuracy(path_or_session, loader: Iterable, *, progress: str = "auto", desc: str = "onnx accuracy") -> float:
     """Top-1 accuracy (a fraction) of an ONNX model over (inputs, targets[, indices]) batches;
-    `progress` shows the batches (see `slimkit.train.progress`)."""
+    `progress` shows the batches (see `slimkit.utils.progress`)."""
     session = ort_session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
     correct = seen = 0
     for batch in show_progress(loader, desc=desc, mode=progress, unit="batches"):
@@ -39,7 +39,7 @@ def side_by_side_latency(
     repeats: int = 30, warmup: int = 5, threads: int | None = None, progress: str = "auto",
 ) -> dict[str, dict[int, float]]:
     """{label: {batch size: median seconds}} with the models timed in alternating rounds;
-    `progress` shows the rounds (see `slimkit.train.progress`)."""
+    `progress` shows the rounds (see `slimkit.utils.progress`)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sessions = {label: ort_session(path, threads=threads) for label, path in paths.items()}
@@ -70,7 +70,7 @@ def compare(
     batch_sizes: Sequence[int] = (1, 8), repeats: int = 30, threads: int | None = None, progress: str = "auto",
 ) -> dict[str, Any]:
     """metrics.json-style figures for fp32 and int8 side by side (accuracies are fractions);
-    `progress` shows the accuracy passes and latency rounds (see `slimkit.train.progress`)."""
+    `progress` shows the accuracy passes and latency rounds (see `slimkit.utils.progress`)."""
     out: dict[str, Any] = {
         "fp32_bytes": Path(fp32_path).stat().st_size,
         "int8_bytes": Path(int8_path).stat().st_size,

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from slimkit.fileio import atomic_write
+from slimkit.utils.fileio import atomic_write
 from slimkit.quant.calibration import BatchReader, calibration_batches, input_name, ort_calibration_method
-from slimkit.train.progress import Progress
+from slimkit.utils.progress import Progress
 
 # Ops that only move or reshape data: never "unquantized compute".
 _LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Shape", "Gather", "Concat", "Identity",
@@ -81,7 +81,7 @@ def quantize_static_onnx(
     progress: str = "auto",
 ) -> QuantizeResult:
     """Static QDQ int8 model of `fp32_path`, calibrated on `calib_batches` batches of `loader`;
-    `progress` shows the calibration batches (see `slimkit.train.progress`)."""
+    `progress` shows the calibration batches (see `slimkit.utils.progress`)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if activation_dtype not in ("uint8", "int8"):

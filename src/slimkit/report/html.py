@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from slimkit.fileio import atomic_write, atomic_write_text
+from slimkit.utils.fileio import atomic_write, atomic_write_text
 from slimkit.report import plots
 from slimkit.report.runs import RunData, read_runs, slug
 from slimkit.report.table import COLUMNS, _cell, table_metrics

@@ -20,7 +20,7 @@ Conventions shared by every criterion
 * ``batches`` yields ``(inputs, targets)`` or ``(inputs, targets, indices)`` tuples; the first
   ``num_batches`` are used (all of them if the iterable is shorter, at least one is required).
   ``loss_fn(outputs, targets)`` defaults to cross-entropy and should average over the batch.
-* ``progress`` ("auto", "bar", "log", "none"; see `slimkit.train.progress`) shows the passes
+* ``progress`` ("auto", "bar", "log", "none"; see `slimkit.utils.progress`) shows the passes
   over the batches (and OBD's Hessian-vector products) of the data-driven criteria.
 """
 
@@ -36,7 +36,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvTransposeNd
 from torch.nn.utils import parametrize
 
-from slimkit.train.progress import Progress
+from slimkit.utils.progress import Progress
 
 Scores = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]

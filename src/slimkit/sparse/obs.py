@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from slimkit.train.progress import Progress, progress as show_progress
+from slimkit.utils.progress import Progress, progress as show_progress
 
 _HINV_BUDGET = 1 << 24  # float64 elements of row-wise inverse Hessians held at once (128 MiB)
 
@@ -90,7 +90,7 @@ def collect_input_hessians(
 
     The inputs are captured with forward hooks; for Conv2d they are the unfolded patches (same
     padding, stride and dilation as the layer), ordered like ``weight.reshape(out, -1)``.
-    `progress` is the display mode of the calibration pass (see `slimkit.train.progress`).
+    `progress` is the display mode of the calibration pass (see `slimkit.utils.progress`).
     """
     for name, layer in layers.items():
         _check_supported(name, layer)
@@ -245,7 +245,7 @@ def obs_prune(
     ``parametrizations.weight.original`` for a parametrized weight: they are computed from the
     effective weight and assume an elementwise-mask parametrization, whose mask the caller should
     then replace by the returned one (the old mask still applies on top until then).
-    `progress` displays the calibration pass and the layer-by-layer solves (see `slimkit.train.progress`).
+    `progress` displays the calibration pass and the layer-by-layer solves (see `slimkit.utils.progress`).
     """
     if set(densities) != set(layers):
         missing, unknown = sorted(set(layers) - set(densities)), sorted(set(densities) - set(layers))

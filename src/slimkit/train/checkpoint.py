@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from slimkit.fileio import atomic_torch_save
+from slimkit.utils.fileio import atomic_torch_save
 
 FORMAT = "slimkit-checkpoint"
 VERSION = 1

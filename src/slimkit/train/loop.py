@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from slimkit.data.registry import Loaders
-from slimkit.fileio import atomic_write_text
+from slimkit.utils.fileio import atomic_write_text
 from slimkit.metrics.memory import PeakRSS
 from slimkit.train.callbacks import Callback, StepState
 from slimkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from slimkit.train import distributed
+from slimkit.utils import distributed
 from slimkit.train.config import TrainConfig
-from slimkit.train.progress import progress, report
+from slimkit.utils.progress import progress, report
 from slimkit.train.schedule import lr_factor
 
 HISTORY_FILE = "history.csv"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slimkit.train import distributed
+from slimkit.utils import distributed
 from slimkit.train.callbacks import Callback
 
 if TYPE_CHECKING:

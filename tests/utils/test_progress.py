@@ -4,10 +4,10 @@ import logging
 
 import pytest
 
-import slimkit.train.progress as progress_module
+import slimkit.utils.progress as progress_module
 from slimkit.config import make_config
 from slimkit.runner import build_trainer
-from slimkit.train.progress import LOG_LINES, Progress, progress
+from slimkit.utils.progress import LOG_LINES, Progress, progress
 
 
 @pytest.fixture

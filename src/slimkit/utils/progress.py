@@ -43,7 +43,7 @@ def resolve_mode(mode: str) -> str:
 
 
 def _is_main() -> bool:
-    from slimkit.train.distributed import is_main
+    from slimkit.utils.distributed import is_main
 
     return is_main()
 

@@ -1,6 +1,6 @@
 import pytest
 
-from slimkit.fileio import atomic_copy, atomic_write, atomic_write_text
+from slimkit.utils.fileio import atomic_copy, atomic_write, atomic_write_text
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
