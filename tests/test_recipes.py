@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slimkit.cli import main
-from slimkit.config import load_config, read_yaml
+from slimkit.runs.config import load_config, read_yaml
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 SPARSE = sorted(p for p in RECIPES.glob("*.yaml") if read_yaml(p).get("method", "dense") != "dense")

@@ -65,8 +65,7 @@ def _overrides(args: argparse.Namespace, config_cls) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from slimkit.config import RunConfig, load_config
-    from slimkit.runner import refuse_train_on_derived_run, train_run
+    from slimkit.runs import RunConfig, load_config, refuse_train_on_derived_run, train_run
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_with_torchrun(args.nproc)
@@ -104,28 +103,19 @@ def _relaunch_with_torchrun(nproc: int) -> int:
     return subprocess.run(command, check=False).returncode
 
 
-PRUNE_METHODS = ("magnitude", "obd", "taylor", "obs", "snip", "random", "gmp")
-
-
 def cmd_prune(args: argparse.Namespace) -> int:
     """Prune a trained run and fine-tune it: `train --config FROM/config.yaml --init-from FROM ...`."""
-    from slimkit.config import RunConfig, finetune_values, make_config, read_yaml
-    from slimkit.runner import CONFIG_FILE, train_run
+    from slimkit.runs import RunConfig, prune_run
 
-    source = Path(args.source)
-    saved = read_yaml(source / CONFIG_FILE)
-    lr = saved.get("lr", RunConfig.model_fields["lr"].default) * 0.1  # fine-tuning default
-    values = finetune_values(saved, lr=lr, init_from=str(source), method=args.method, epochs=args.finetune_epochs)
-    config = make_config({**values, **_overrides(args, RunConfig)})
-    out = Path(args.out) if args.out else source.parent / f"{source.name}-{args.method}-{config.sparsity:g}"
-    _print_table([(str(out), train_run(config, out))])
+    out, metrics = prune_run(args.source, args.out, method=args.method, finetune_epochs=args.finetune_epochs,
+                             overrides=_overrides(args, RunConfig))
+    _print_table([(str(out), metrics)])
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Train --student with knowledge distillation from one or more teacher run folders."""
-    from slimkit.config import RunConfig, load_config
-    from slimkit.pipelines import distill_run, resume_distill_run
+    from slimkit.runs import RunConfig, distill_run, load_config, resume_distill_run
 
     if args.resume:
         given = (args.teacher, args.student, args.config, args.out, args.temperature, args.alpha)
@@ -147,7 +137,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     """int8 model of a finished run: model.int8.onnx, model.fp32.onnx and metrics.json in --out."""
-    from slimkit.pipelines import quantize_run
+    from slimkit.runs import quantize_run
 
     source = Path(args.source)
     out = Path(args.out) if args.out else source.parent / f"{source.name}-int8-{args.mode}"
@@ -163,8 +153,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def cmd_slim(args: argparse.Namespace) -> int:
     """Network Slimming: train with L1 on BN scales (OUT/train), prune channels, fine-tune into OUT."""
-    from slimkit.config import RunConfig, load_config
-    from slimkit.structured_runs import slim_run
+    from slimkit.runs import RunConfig, load_config, slim_run
 
     config = load_config(args.config, _overrides(args, RunConfig))
     out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-slim{args.prune_ratio:g}-s{config.seed}"
@@ -177,8 +166,7 @@ def cmd_slim(args: argparse.Namespace) -> int:
 
 def cmd_prune_channels(args: argparse.Namespace) -> int:
     """Cut channels out of a finished run's model (a smaller architecture), then fine-tune it."""
-    from slimkit.config import RunConfig
-    from slimkit.structured_runs import prune_channels_run
+    from slimkit.runs import RunConfig, prune_channels_run
 
     source = Path(args.source)
     out = Path(args.out) if args.out else source.parent / f"{source.name}-channels-{args.criterion}-{args.ratio:g}"
@@ -191,7 +179,7 @@ def cmd_prune_channels(args: argparse.Namespace) -> int:
 
 
 def metrics_of(run: Path) -> dict[str, Any]:
-    from slimkit.runner import read_metrics
+    from slimkit.runs import read_metrics
 
     return read_metrics(run)
 
@@ -238,7 +226,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from slimkit.runner import read_metrics
+    from slimkit.runs import read_metrics
 
     runs = [(run, read_metrics(run)) for run in args.runs]
     _print_table(runs)
@@ -257,7 +245,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from slimkit.demo import run_demo
+    from slimkit.runs import run_demo
 
     run_demo(Path(args.out), quick=args.quick, data=args.data)
     return 0
@@ -270,7 +258,8 @@ def _print_table(runs: Sequence[tuple[str, dict[str, Any]]]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimkit.config import RunConfig
+    from slimkit.runs import PRUNE_METHODS, QUANT_MODES, RunConfig
+    from slimkit.runs.channels import FINETUNE_SETTINGS
 
     parser = argparse.ArgumentParser(prog="slimkit", description="Make PyTorch models smaller, faster, cheaper to train.")
     parser.add_argument("--version", action="version", version=f"slimkit {__version__}")
@@ -323,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fake-quant, then export. Writes model.int8.onnx, model.fp32.onnx and metrics.json into --out.",
     )
     quantize.add_argument("--from", dest="source", required=True, metavar="OUT", help="finished run folder")
-    quantize.add_argument("--mode", choices=["static", "dynamic", "qat"], default="static")
+    quantize.add_argument("--mode", choices=QUANT_MODES, default="static")
     quantize.add_argument("--calib-batches", type=int, default=32, help="training batches for calibration (default: 32)")
     quantize.add_argument("--calibration", choices=["minmax", "percentile", "entropy"], default="minmax")
     quantize.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs for --mode qat (default: 2)")
@@ -363,10 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--finetune-epochs", type=int, default=5, help="epochs of fine-tuning (default: 5)")
     channels.add_argument("--from-scratch", action="store_true", help="re-initialise the pruned architecture")
     channels.add_argument("--out", help="run folder to write (default: FROM-channels-CRITERION-RATIO beside FROM)")
-    fine_tuning = ("batch_size", "eval_batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-                   "schedule", "warmup_epochs", "milestones", "gamma", "label_smoothing", "augment", "seed", "device",
-                   "progress", "data_dir", "latency_batch_size", "tensorboard")
-    add_config_flags(channels, RunConfig, skip=[name for name in RunConfig.model_fields if name not in fine_tuning])
+    add_config_flags(channels, RunConfig, skip=[name for name in RunConfig.model_fields if name not in FINETUNE_SETTINGS])
     channels.set_defaults(func=cmd_prune_channels)
 
     export = sub.add_parser("export", help="export a run folder's model to ONNX and check it with onnxruntime")

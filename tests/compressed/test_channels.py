@@ -9,10 +9,10 @@ from slimkit.compressed import (
     ChannelConv2d, ChannelLinear, apply_mutation, choose_mutation, compress, compressed_layers, decompress,
     prepare_for_loading,
 )
-from slimkit.config import make_config
+from slimkit.runs.config import make_config
 from slimkit.export import ModelFileError, load_model
 from slimkit.methods import PhasedMEST, soft_memory_bound_phases
-from slimkit.runner import train_run
+from slimkit.runs import train_run
 from slimkit.sparse.masking import apply_masks, original_weight
 from slimkit.sparse.schemes import ChannelScheme
 

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from slimkit.compressed import CompressedLinear, compressed_layers
-from slimkit.config import make_config
+from slimkit.runs.config import make_config
 from slimkit.export import ModelFileError, load_model
-from slimkit.runner import train_run
+from slimkit.runs import train_run
 from tests.methods.resume import assert_resume_is_exact
 
 RUN = dict(model="lenet300", data="synthetic", epochs=2, batch_size=64, method="mest-ems", sparsity=0.9,

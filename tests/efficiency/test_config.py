@@ -3,7 +3,7 @@
 import pytest
 
 from slimkit.cli import build_parser
-from slimkit.config import ConfigError, make_config
+from slimkit.runs.config import ConfigError, make_config
 
 BASE = dict(epochs=20, data_efficient=True)
 

@@ -7,9 +7,9 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from slimkit.config import make_config
+from slimkit.runs.config import make_config
 from slimkit.efficiency import ForgettingTracker, TwoPhaseTraining
-from slimkit.runner import build_trainer
+from slimkit.runs import build_trainer
 from slimkit.utils import distributed
 
 VALUES = dict(model="lenet300", data="synthetic", epochs=3, augment=False, lr=0.05, progress="none",

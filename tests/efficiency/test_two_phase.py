@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from slimkit.config import make_config
+from slimkit.runs.config import make_config
 from slimkit.efficiency import ForgettingTracker, TwoPhaseTraining, training_savings
 from slimkit.methods import SparsityMethod
-from slimkit.runner import build_trainer, train_run
+from slimkit.runs import build_trainer, train_run
 from slimkit.train import Callback
 from tests.train.test_loop import CrashAt
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from slimkit.config import make_config
-from slimkit.runner import build_trainer
+from slimkit.runs.config import make_config
+from slimkit.runs import build_trainer
 from tests.train.test_loop import CrashAt
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from slimkit.config import make_config
+from slimkit.runs.config import make_config
 from slimkit.methods.imp import round_sparsity
-from slimkit.runner import train_run
+from slimkit.runs import train_run
 
 IMP = dict(model="lenet300", data="synthetic", epochs=3, batch_size=128, method="imp", sparsity=0.9,
            imp_rounds=2, rewind_epoch=1, progress="none")

@@ -5,11 +5,11 @@ import torch
 from safetensors.torch import load_file
 
 from slimkit.cli import main
-from slimkit.config import RunConfig
+from slimkit.runs.config import RunConfig
 from slimkit.export import load_model
-from slimkit import structured_runs
-from slimkit.runner import RunFolderError, train_run
-from slimkit.structured_runs import prune_channels_run
+from slimkit.runs import channels as structured_runs
+from slimkit.runs import RunFolderError, train_run
+from slimkit.runs import prune_channels_run
 from tests.train.test_loop import CrashAt
 
 QUICK = ["--data", "synthetic", "--epochs", "1", "--batch-size", "128", "--progress", "none"]

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from slimkit.config import make_config
-from slimkit.runner import build_trainer
+from slimkit.runs.config import make_config
+from slimkit.runs import build_trainer
 from slimkit.sparse import get_masks
 from slimkit.train import Callback
 from slimkit.utils import distributed

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from slimkit.config import make_config
-from slimkit.runner import build_trainer
+from slimkit.runs.config import make_config
+from slimkit.runs import build_trainer
 from slimkit.train import Callback, CheckpointError, Trainer, load_checkpoint
 
 

@@ -19,8 +19,8 @@ ARGS = ["--model", "lenet5", "--data", "synthetic", "--epochs", "4", "--batch-si
 SLOW_RUN = textwrap.dedent(
     """
     import sys, time
-    from slimkit.config import load_config
-    from slimkit.runner import train_run
+    from slimkit.runs.config import load_config
+    from slimkit.runs import train_run
     from slimkit.train import Callback
 
     class SlowThirdEpoch(Callback):  # gives the test time to kill the run inside epoch 3

@@ -4,8 +4,8 @@ import sys
 import pytest
 
 from slimkit.cli import build_parser, main
-from slimkit.config import RunConfig, make_config
-from slimkit.runner import train_run
+from slimkit.runs.config import RunConfig, make_config
+from slimkit.runs import train_run
 from slimkit.train.tensorboard import TensorBoardUnavailable
 
 SETTINGS = dict(model="lenet5", data="synthetic", epochs=2, batch_size=64, progress="none", method="mest-ems",

@@ -5,8 +5,8 @@ import logging
 import pytest
 
 import slimkit.utils.progress as progress_module
-from slimkit.config import make_config
-from slimkit.runner import build_trainer
+from slimkit.runs.config import make_config
+from slimkit.runs import build_trainer
 from slimkit.utils.progress import LOG_LINES, Progress, progress
 
 

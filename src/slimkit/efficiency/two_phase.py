@@ -84,7 +84,7 @@ class TwoPhaseTraining(Callback):
         trainer.loaders.train.set_indices(self.kept_indices)
         for cb in trainer.callbacks:
             if isinstance(cb, SparsityMethod) and self.planned_steps is not None:
-                cb.total_steps = self.planned_steps
+                cb.set_run_length(self.planned_steps)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
         row["examples_global"] = examples_per_epoch(trainer.loaders.train)

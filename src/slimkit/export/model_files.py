@@ -16,12 +16,11 @@ from slimkit import __version__
 from slimkit.compressed import layouts_of, prepare_for_loading
 from slimkit.data.base import DatasetInfo
 from slimkit.utils.fileio import atomic_write, atomic_write_json
+from slimkit.utils.run_folder import SIDECAR_FILE, WEIGHTS_FILE
 from slimkit.models.registry import build_model
 
 FORMAT = "slimkit-model"
 VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-SIDECAR_FILE = "model.json"
 
 
 class ModelFileError(ValueError):

@@ -154,6 +154,13 @@ class SparsityMethod(Callback):
             self.initialize()
             self.initialized = True
 
+    def set_run_length(self, total_steps: int) -> None:
+        """The run takes `total_steps` optimizer steps after all (two-phase training trains its second
+        phase on fewer examples): schedules given as fractions of training follow the real length."""
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.total_steps = total_steps
+
     def use_compressed_storage(self, layers: Iterable[str] | None = None) -> list[str]:
         """Move the named pruned layers to compressed storage: values + indices (or kept channels)
         only, so the weights, their gradients and the optimizer state all shrink with the density.

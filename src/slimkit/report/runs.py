@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-METRICS_FILE = "metrics.json"  # same names as slimkit.runner / slimkit.train.loop write
-HISTORY_FILE = "history.csv"
+from slimkit.utils.run_folder import HISTORY_FILE, METRICS_FILE, SIDECAR_FILE, WEIGHTS_FILE
+
 
 
 class ReportError(ValueError):
@@ -81,7 +81,7 @@ class RunData:
 
     @property
     def has_model(self) -> bool:
-        return (self.path / "model.safetensors").is_file() and (self.path / "model.json").is_file()
+        return (self.path / WEIGHTS_FILE).is_file() and (self.path / SIDECAR_FILE).is_file()
 
     @cached_property
     def layers(self) -> dict[str, np.ndarray]:

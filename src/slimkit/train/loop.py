@@ -20,10 +20,9 @@ from slimkit.train.checkpoint import CheckpointError, load_checkpoint, save_chec
 from slimkit.utils import distributed
 from slimkit.train.config import TrainConfig
 from slimkit.utils.progress import progress, report
+from slimkit.utils.run_folder import CHECKPOINT_FILE, HISTORY_FILE
 from slimkit.train.schedule import lr_factor
 
-HISTORY_FILE = "history.csv"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:

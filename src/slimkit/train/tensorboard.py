@@ -15,7 +15,6 @@ from slimkit.train.callbacks import Callback
 if TYPE_CHECKING:
     from slimkit.train.loop import Trainer
 
-TENSORBOARD_DIR = "tensorboard"
 
 # history.csv column -> TensorBoard tag; other numeric columns go under "other/"
 TAGS = {

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from slimkit.config import RunConfig, make_config
+from slimkit.report import metrics_table, write_html_report
+from slimkit.runs.channels import prune_channels_run
+from slimkit.runs.config import RunConfig, make_config
+from slimkit.runs.distill import distill_run
+from slimkit.runs.quantize import quantize_run
+from slimkit.runs.train import train_run
 from slimkit.utils.fileio import atomic_write_text
-from slimkit.report import metrics_table
-from slimkit.runner import RunFolderError, read_metrics, train_run
+from slimkit.utils.run_folder import RunFolderError, read_metrics
 
 log = logging.getLogger("slimkit")
 
@@ -62,26 +66,18 @@ def sparse_from_scratch(s: DemoSettings) -> None:
 
 def channel_pruning(s: DemoSettings) -> None:
     # LeNet-5 has no BatchNorm, so Network Slimming (L1 on BN scales) does not apply: prune by L1 norm.
-    from slimkit.structured_runs import prune_channels_run
-
     prune_channels_run(s.run(DENSE), s.run(CHANNELS), ratio=0.5, criterion="l1", finetune_epochs=s.finetune_epochs)
 
 
 def int8_dense(s: DemoSettings) -> None:
-    from slimkit.pipelines import quantize_run
-
     quantize_run(s.run(DENSE), s.run(INT8_DENSE), mode="static", calib_batches=s.calib_batches)
 
 
 def int8_channels(s: DemoSettings) -> None:
-    from slimkit.pipelines import quantize_run
-
     quantize_run(s.run(CHANNELS), s.run(INT8_CHANNELS), mode="static", calib_batches=s.calib_batches)
 
 
 def distilled_sparse_student(s: DemoSettings) -> None:
-    from slimkit.pipelines import distill_run
-
     distill_run(s.config(method="mest-ems", sparsity=0.9), [s.run(DENSE)], s.run(KD), temperature=4.0, alpha=0.9)
 
 
@@ -128,8 +124,6 @@ def _claim_demo_folder(out: Path, run_dirs: list[Path]) -> None:
 
 def run_demo(out: Path, *, quick: bool = False, data: str = "fashion-mnist") -> list[tuple[str, dict[str, Any]]]:
     """Run every step into `out/<step>/`, print the comparison table, write summary.txt and report.html."""
-    from slimkit.report import write_html_report
-
     out = Path(out)
     settings = DemoSettings(out, data=data, **(QUICK if quick else {}))
     _claim_demo_folder(out, [settings.run(name) for name, _, _ in STEPS])

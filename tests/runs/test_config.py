@@ -1,6 +1,6 @@
 import pytest
 
-from slimkit.config import ConfigError, RunConfig, dump_config, load_config, make_config
+from slimkit.runs.config import ConfigError, RunConfig, dump_config, load_config, make_config
 
 
 def test_defaults_are_valid():
@@ -50,7 +50,7 @@ def test_yaml_must_be_a_mapping(tmp_path):
 def test_every_recipe_in_the_repo_is_valid():
     from pathlib import Path
 
-    recipes = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+    recipes = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
     assert recipes
     for recipe in recipes:
         assert isinstance(load_config(recipe), RunConfig)

@@ -205,6 +205,17 @@ SOURCE_SCHEDULE_KEYS = ("data_efficient", "stats_epochs", "remove_forgetting_le"
                         "imp_rounds", "imp_sparsities", "rewind_epoch", "imp_reinit")
 
 
+FINETUNE_LR_FACTOR = 0.1  # fine-tuning a trained model (prune, prune-channels, QAT) starts at a tenth of its lr
+
+
+def finetune_lr(source: dict[str, Any] | RunConfig, *, from_scratch: bool = False) -> float:
+    """The default learning rate of a fine-tuning of the run with settings `source`: a tenth of its
+    own, or all of it when the pruned architecture trains from new weights (`from_scratch`)."""
+    values = source.model_dump() if isinstance(source, RunConfig) else source
+    lr = values.get("lr", RunConfig.model_fields["lr"].default)
+    return lr if from_scratch else lr * FINETUNE_LR_FACTOR
+
+
 def finetune_values(source: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """The settings of a fine-tuning that starts from a run with settings `source`: the source's
     model, data and optimiser settings, without its schedule keys, with `changes` applied."""

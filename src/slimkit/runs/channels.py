@@ -12,25 +12,27 @@ from typing import Any, Callable
 
 from torch import nn
 
-from slimkit.config import RunConfig, dump_config, finetune_values, load_config, make_config
 from slimkit.data import DatasetInfo
 from slimkit.export import load_model, save_model
-from slimkit.export.model_files import WEIGHTS_FILE
-from slimkit.utils.fileio import atomic_write_json, atomic_write_text
 from slimkit.metrics import count_flops, count_params, measure_latency
-from slimkit.runner import (
-    CONFIG_FILE, METRICS_FILE, PRUNING_FILE, LossTerms, RunFolderError, collect_metrics, load_data, logging_callbacks,
-    setting_differences, train_run,
-)
+from slimkit.runs.build import load_data, logging_callbacks
+from slimkit.runs.config import RunConfig, dump_config, finetune_lr, finetune_values, load_config, make_config
+from slimkit.runs.finish import collect_metrics
+from slimkit.runs.loss_terms import LossTerms, refuse_other_settings
+from slimkit.runs.train import train_run
 from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
 from slimkit.structured.prune import prune_channels
 from slimkit.train import Trainer
 from slimkit.utils import distributed
-from slimkit.train.loop import CHECKPOINT_FILE
-from slimkit.train.tensorboard import TENSORBOARD_DIR
+from slimkit.utils.fileio import atomic_write_json, atomic_write_text
+from slimkit.utils.run_folder import RunFolder, RunFolderError
 
 log = logging.getLogger("slimkit")
 SOURCE_DIR = "train"  # Network Slimming's sparsity-training run, inside the slim run folder
+# the run settings a channel-pruning fine-tuning may override (the architecture and data come from the source)
+FINETUNE_SETTINGS = ("batch_size", "eval_batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                     "schedule", "warmup_epochs", "milestones", "gamma", "label_smoothing", "augment", "seed", "device",
+                     "progress", "data_dir", "latency_batch_size", "tensorboard")
 
 
 def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int, progress: str = "auto") -> dict[str, Any]:
@@ -42,7 +44,7 @@ def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int, progress:
 
 def prune_and_finetune(
     source: Path, out: Path, prune_fn: Callable[[nn.Module, DatasetInfo, Any], nn.Module], *, method: str,
-    finetune_epochs: int, lr_factor: float = 0.1, from_scratch: bool = False, extra: dict[str, Any] | None = None,
+    finetune_epochs: int, from_scratch: bool = False, extra: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load the run in `source`, prune it with `prune_fn(model, info, loaders)`, fine-tune, write `out`.
@@ -50,17 +52,17 @@ def prune_and_finetune(
     `overrides` replace run settings of the fine-tuning (e.g. lr, device, progress). The same call
     again continues an interrupted fine-tuning from its last finished epoch: pruning the same
     source with the same settings gives the same architecture."""
-    if (out / METRICS_FILE).exists():
-        raise RunFolderError(f"{out} already holds a run; choose another --out")
+    folder, source_folder = RunFolder(out), RunFolder(source)
+    folder.refuse_finished_run()
     if finetune_epochs < 1:
         raise ValueError(f"finetune_epochs must be >= 1, got {finetune_epochs}")
-    base = load_config(source / CONFIG_FILE)
+    base = load_config(source_folder.config)
     config = make_config({
-        **finetune_values(base.model_dump(), epochs=finetune_epochs, lr=base.lr * (1.0 if from_scratch else lr_factor),
+        **finetune_values(base.model_dump(), epochs=finetune_epochs, lr=finetune_lr(base, from_scratch=from_scratch),
                           init_from=str(source), method="dense", sparsity=0.0),
         **(overrides or {}),
     })
-    pruning = {"method": method, "source_run": str(source), "source_weights_sha256": _file_sha256(source / WEIGHTS_FILE),
+    pruning = {"method": method, "source_run": str(source), "source_weights_sha256": _file_sha256(source_folder.weights),
                "from_scratch": from_scratch, **(extra or {})}
     resuming = _continues_interrupted_finetune(out, config, pruning)
     info, loaders = load_data(config)
@@ -69,13 +71,13 @@ def prune_and_finetune(
     if from_scratch:  # Liu et al. 2019: the pruned architecture, trained from new random weights
         reinitialize(pruned, seed=config.seed)
     if distributed.is_main():
-        atomic_write_json(out / PRUNING_FILE, pruning)
-        atomic_write_text(out / CONFIG_FILE, dump_config(config))
-    trainer = Trainer(pruned, loaders, config, callbacks=logging_callbacks(config, out / TENSORBOARD_DIR), out_dir=out)
+        atomic_write_json(folder.pruning, pruning)
+        atomic_write_text(folder.config, dump_config(config))
+    trainer = Trainer(pruned, loaders, config, callbacks=logging_callbacks(config, folder.tensorboard), out_dir=out)
     acc_pruned = trainer.evaluate(loaders.test)["acc"]
     if resuming:
         log.info("continuing the interrupted fine-tuning in %s", out)
-        trainer.resume(out / CHECKPOINT_FILE)
+        trainer.resume(folder.checkpoint)
     trainer.fit()
     metrics = collect_metrics(config, trainer, info)
     # measured back to back, so both see the same machine load
@@ -87,33 +89,27 @@ def prune_and_finetune(
         "params_after": after["params"], "flops_after": after["flops"], "latency_ms_after": after["latency_ms"],
         "flops_reduction": before["flops"] / after["flops"], "speedup": before["latency_ms"] / after["latency_ms"],
     })
-    source_metrics = source / METRICS_FILE
-    if source_metrics.exists():
-        metrics["test_acc_source"] = json.loads(source_metrics.read_text())["test_acc"]
+    if source_folder.is_finished():
+        metrics["test_acc_source"] = source_folder.read_metrics()["test_acc"]
     weights = save_model(trainer.model, out, name=config.model, info=info, options=config.model_options,
                          extra={"structured_pruned": True})
     metrics["model_file_bytes"] = weights.stat().st_size
-    atomic_write_json(out / METRICS_FILE, metrics)
+    atomic_write_json(folder.metrics, metrics)
     return metrics
 
 
 def _continues_interrupted_finetune(out: Path, config: RunConfig, pruning: dict[str, Any]) -> bool:
     """True if `out` holds an interrupted fine-tuning of the same pruning and `config`, to continue.
     One with other settings raises: it is never overwritten or mixed."""
-    if not (out / CHECKPOINT_FILE).exists():
+    folder = RunFolder(out)
+    if not folder.checkpoint.exists():
         return False
-    if not (out / CONFIG_FILE).exists() or not (out / PRUNING_FILE).exists():
-        raise RunFolderError(f"{out} holds an interrupted fine-tuning without its {PRUNING_FILE} (an older slimkit "
-                             "wrote it); delete the folder to start over, or choose another --out")
-    saved = {**load_config(out / CONFIG_FILE).model_dump(), **json.loads((out / PRUNING_FILE).read_text())}
-    _refuse_other_settings(out, "fine-tuning", saved, {**config.model_dump(), **pruning})
+    if not folder.config.exists() or not folder.pruning.exists():
+        raise RunFolderError(f"{out} holds an interrupted fine-tuning without its {folder.pruning.name} (an older "
+                             "slimkit wrote it); delete the folder to start over, or choose another --out")
+    saved = {**load_config(folder.config).model_dump(), **json.loads(folder.pruning.read_text())}
+    refuse_other_settings(out, "fine-tuning", saved, {**config.model_dump(), **pruning})
     return True
-
-
-def _refuse_other_settings(out: Path, what: str, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
-    if changed := setting_differences(saved, wanted):
-        raise RunFolderError(f"{out} holds an interrupted {what} with other settings ({'; '.join(changed)}); run the "
-                             "command that started it to continue it, or choose another --out")
 
 
 def _file_sha256(path: Path) -> str | None:
@@ -132,10 +128,10 @@ def slim_run(
     if config.method != "dense" or config.init_from:
         raise ValueError("slim trains its own dense model with L1 on BN scales; drop method/sparsity/init_from")
     source = out / SOURCE_DIR
-    if not (source / METRICS_FILE).exists():
-        resume = (source / CONFIG_FILE).exists()
+    if not RunFolder(source).is_finished():
+        resume = RunFolder(source).config.exists()
         if resume:  # continue the L1 training only with the settings it started with
-            _refuse_other_settings(source, "L1 training", load_config(source / CONFIG_FILE).model_dump(),
+            refuse_other_settings(source, "L1 training", load_config(RunFolder(source).config).model_dump(),
                                    config.model_dump())
         terms = LossTerms({"l1_on_bn_scales": {"sparsity_l1": sparsity_l1}},
                           continue_with=f"the same `slimkit slim` command with --out {out}")

@@ -1,63 +1,24 @@
-"""Run-folder pipelines for distillation and quantization (what `slimkit distill` and
-`slimkit quantize` call): a distilled student is a normal run folder; a quantized run folder holds
+"""`slimkit quantize`: an int8 model of a finished run folder. The quantized folder holds
 model.fp32.onnx, model.int8.onnx and metrics.json with fp32 and int8 figures side by side."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from slimkit import __version__
-from slimkit.config import RunConfig, load_config, make_config, read_yaml
-from slimkit.distill import Distillation
 from slimkit.export import export_onnx, load_model
-from slimkit.utils.fileio import atomic_write_json
 from slimkit.metrics import count_flops, count_params, weight_sparsity
 from slimkit.quant import QAT, compare, export_qat, quantize_dynamic_onnx, quantize_static_onnx, size_report
-from slimkit.runner import (
-    CONFIG_FILE, LOSS_TERMS_FILE, METRICS_FILE, LossTerms, RunFolderError, load_data, read_loss_terms, read_metrics,
-    train_run,
-)
+from slimkit.runs.build import load_data
+from slimkit.runs.config import finetune_lr, make_config, read_yaml
 from slimkit.train import Trainer
+from slimkit.utils.fileio import atomic_write_json
+from slimkit.utils.run_folder import METRICS_FILE, RunFolder
 
 QUANT_MODES = ("static", "dynamic", "qat")
-
-
-def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Path, *, temperature: float = 4.0,
-                alpha: float = 0.9, resume: bool = False) -> dict[str, Any]:
-    """Train `config.model` as a student of the (averaged) teachers; metrics.json adds teacher figures.
-    With `resume=True`, continue the interrupted distillation in `out` (same teachers, T and alpha)."""
-    if not teachers:
-        raise ValueError("distillation needs at least one --teacher run folder")
-    kd = Distillation(list(teachers), temperature=temperature, alpha=alpha)
-    teacher_names = [str(t) for t in teachers]
-    # absolute paths, so that a resume from another working directory finds the same teachers
-    terms = LossTerms({"distillation": {"teachers": [str(Path(t).resolve()) for t in teachers],
-                                        "temperature": temperature, "alpha": alpha}},
-                      continue_with=f"`slimkit distill --resume {out}`")
-    metrics = train_run(config, out, callbacks=[kd], resume=resume, loss_terms=terms)
-    _, loaders = load_data(config)
-    metrics.update(
-        teacher_acc=kd.teacher_accuracy(loaders.test, progress=config.progress), teachers=teacher_names,
-        teacher_test_accs=[read_metrics(t).get("test_acc") if (Path(t) / METRICS_FILE).exists() else None for t in teachers],
-        kd_temperature=temperature, kd_alpha=alpha, method=f"kd({metrics['method']})",
-    )
-    atomic_write_json(Path(out) / METRICS_FILE, metrics)
-    return metrics
-
-
-def resume_distill_run(out: str | Path) -> dict[str, Any]:
-    """Continue the interrupted distillation in `out` with the teachers, T and alpha it started with."""
-    saved = read_loss_terms(Path(out))
-    if saved is None or "distillation" not in saved["settings"]:
-        raise RunFolderError(f"cannot resume: {out} has no distillation settings ({LOSS_TERMS_FILE}): it is not a "
-                             "`slimkit distill` run folder, or its distillation started before they were saved")
-    kd = saved["settings"]["distillation"]
-    config = load_config(Path(out) / CONFIG_FILE)
-    return distill_run(config, kd["teachers"], out, temperature=kd["temperature"], alpha=kd["alpha"], resume=True)
 
 
 def quantize_run(
@@ -71,9 +32,8 @@ def quantize_run(
     if mode not in QUANT_MODES:
         raise ValueError(f"mode must be one of {', '.join(QUANT_MODES)}, got {mode!r}")
     source, out = Path(source), Path(out)
-    if (out / METRICS_FILE).exists():
-        raise ValueError(f"{out} already holds a result; choose another --out")
-    config = make_config(read_yaml(source / CONFIG_FILE))
+    RunFolder(out).refuse_finished_run()
+    config = make_config(read_yaml(RunFolder(source).config))
     if progress is not None:
         config = config.model_copy(update={"progress": progress})
     model, sidecar = load_model(source)
@@ -82,7 +42,7 @@ def quantize_run(
     fp32_path, int8_path = out / "model.fp32.onnx", out / "model.int8.onnx"
     if mode == "qat":
         qat = QAT(model)
-        qat_config = config.model_copy(update={"epochs": qat_epochs, "lr": qat_lr or config.lr * 0.1})
+        qat_config = config.model_copy(update={"epochs": qat_epochs, "lr": qat_lr or finetune_lr(config)})
         trainer = Trainer(model, loaders, qat_config, callbacks=[qat])
         trainer.fit()
         fake_quant_acc = trainer.evaluate(loaders.test)["acc"]
@@ -108,7 +68,7 @@ def quantize_run(
         "params_total": params_total, "params_nonzero": params_nonzero, "sparsity": weight_sparsity(network),
         "flops_dense": flops.dense, "flops_sparse": flops.sparse,
     }
-    source_metrics = json.loads((source / METRICS_FILE).read_text()) if (source / METRICS_FILE).exists() else {}
+    source_metrics = RunFolder(source).read_json(METRICS_FILE) or {}
     # the keys every run folder's metrics.json has; post-training quantization trains nothing
     metrics.update({"target_sparsity": source_metrics.get("target_sparsity", 0.0), "seed": config.seed,
                     "slimkit_version": __version__, "epochs": 0, "train_time_s": None, "peak_mem_bytes": None})
@@ -117,5 +77,5 @@ def quantize_run(
         metrics["qat_fake_quant_acc"] = fake_quant_acc
         metrics["qat_epochs"] = qat_epochs
     metrics["test_acc"] = metrics["int8_acc"]
-    atomic_write_json(out / METRICS_FILE, metrics)
+    atomic_write_json(RunFolder(out).metrics, metrics)
     return metrics

@@ -4,10 +4,10 @@ import pytest
 from safetensors.torch import load_file
 
 from slimkit.cli import main
-from slimkit.config import RunConfig, make_config
+from slimkit.runs.config import RunConfig, make_config
 from slimkit.distill import Distillation
-from slimkit.pipelines import distill_run, quantize_run, resume_distill_run
-from slimkit.runner import RunFolderError, train_run
+from slimkit.runs import distill_run, quantize_run, resume_distill_run
+from slimkit.runs import RunFolderError, train_run
 
 VALUES = dict(model="lenet300", data="synthetic", epochs=3, batch_size=64, lr=0.05, progress="none")
 

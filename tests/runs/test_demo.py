@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 import slimkit.report
+import slimkit.runs.demo
 from slimkit.cli import main
-from slimkit.demo import STEPS
+from slimkit.runs.demo import STEPS
 from slimkit.report.table import COLUMNS
 
 
@@ -24,7 +25,7 @@ def demo(tmp_path_factory):
         return real(run_dirs, out_path, title=title, png_dir=png_dir)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(slimkit.report, "write_html_report", record)
+        mp.setattr(slimkit.runs.demo, "write_html_report", record)
         assert main(["demo", "--quick", "--data", "synthetic", "--out", str(out)]) == 0
     return out, calls
 

@@ -1,0 +1,111 @@
+"""The run-folder contract: the one place that names a run folder's files and says whether a
+folder already holds a run.
+
+Every command writes an ordinary folder (`OUT/`): the Trainer writes history.csv and
+checkpoint.pt, `slimkit.export` the model files, `slimkit.runs` config.yaml, metrics.json and
+the sidecars of derived runs, and `slimkit.report` reads them back. They all take the names from
+here, so a folder written by one is found by the others. This module imports no other slimkit
+package, so every layer can use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.yaml"  # everything needed to rerun the run
+METRICS_FILE = "metrics.json"  # written last: a folder with it holds a finished run
+HISTORY_FILE = "history.csv"  # one row per epoch
+CHECKPOINT_FILE = "checkpoint.pt"  # latest state, for resume
+WEIGHTS_FILE = "model.safetensors"
+SIDECAR_FILE = "model.json"  # how to rebuild the architecture of WEIGHTS_FILE
+LOSS_TERMS_FILE = "loss_terms.json"  # loss terms added by callbacks, which config.yaml does not hold
+PRUNING_FILE = "pruning.json"  # what a channel-pruning run pruned and how, which config.yaml does not hold
+REWIND_FILE = "rewind.safetensors"  # imp: the weights later rounds rewind to
+TENSORBOARD_DIR = "tensorboard"
+FIRST_IMP_ROUND = "round-0"  # imp writes one run folder per round inside its own
+
+
+class RunFolderError(ValueError):
+    """The output folder cannot be used as asked (already holds a run, holds none to resume, or
+    holds an interrupted run with other settings)."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths and checks of one run folder (it need not exist yet)."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def history(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def weights(self) -> Path:
+        return self.path / WEIGHTS_FILE
+
+    @property
+    def loss_terms(self) -> Path:
+        return self.path / LOSS_TERMS_FILE
+
+    @property
+    def pruning(self) -> Path:
+        return self.path / PRUNING_FILE
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    def is_finished(self) -> bool:
+        return self.metrics.exists()
+
+    def holds_run(self) -> bool:
+        """True once any run has started writing here (finished, interrupted, or an imp run's rounds)."""
+        return self.checkpoint.exists() or self.metrics.exists() or (self.path / FIRST_IMP_ROUND).exists()
+
+    def refuse_existing_run(self, hint: str = "choose another --out") -> None:
+        """Raise unless the folder is free for a new run: a run is never overwritten or mixed."""
+        if self.holds_run():
+            raise RunFolderError(f"{self.path} already holds a run; {hint}")
+
+    def refuse_finished_run(self) -> None:
+        """Raise if the folder holds a finished result (an interrupted one may be continued)."""
+        if self.is_finished():
+            raise RunFolderError(f"{self.path} already holds a run; choose another --out")
+
+    def read_metrics(self) -> dict[str, Any]:
+        """metrics.json of a finished run; the error names the folder otherwise."""
+        if not self.metrics.is_file():
+            raise RunFolderError(f"{self.path} has no {METRICS_FILE}: not a finished slimkit run")
+        return json.loads(self.metrics.read_text())
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON sidecar of this folder, or None when it is absent."""
+        path = self.path / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """metrics.json of the finished run in `run_dir`."""
+    return RunFolder(run_dir).read_metrics()
