@@ -11,7 +11,7 @@ from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
 from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
 
 from slimkit.structured import build_graph, prune_channels
-from slimkit.structured.channels import WIDTH_ATTRIBUTES
+from slimkit.structured.trace.registry import WIDTH_ATTRIBUTES
 from slimkit.structured.importance import select_units, unit_scores
 from slimkit.structured.prune import remove_units
 from tests.structured.helpers import prune_and_compare, zero_units

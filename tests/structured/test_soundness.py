@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimkit.structured import build_graph
-from slimkit.structured.channels import WIDTH_ATTRIBUTES
+from slimkit.structured.trace.registry import WIDTH_ATTRIBUTES
 from slimkit.structured.importance import select_units, unit_scores
 from slimkit.structured.prune import remove_units
 from tests.structured.helpers import randomize_norms, zero_units

@@ -1,15 +1,14 @@
 """The data model of channel dependencies: per-tensor channel ids, a union-find over them, and the
-finished graph (which tensor slices each id owns). Built by `slimkit.structured.propagate`."""
+finished graph (which tensor slices each id owns). Built by `slimkit.structured.trace`."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from typing import Sequence
 
 import torch
 from torch import nn
-from torchvision.models.vision_transformer import VisionTransformer
 
 
 class ChannelGraphError(ValueError):
@@ -28,34 +27,9 @@ class Chan:
         return self.start + self.ids.ndim
 
 
-# Int attributes that size a reshape in the forward code of known models: traced as `Width` so the
-# reshape follows pruning, and rewritten afterwards. Each maps to the parameter whose dim 0 it
-# equals, or to a function of the pruned module. Keys are classes, or "module.Class" paths for
-# libraries slimkit does not import (timm).
-WidthRule = Union[str, Callable[[nn.Module], int]]
-WIDTH_ATTRIBUTES: dict[type | str, dict[str, WidthRule]] = {
-    VisionTransformer: {"hidden_dim": "conv_proj.weight"},
-    "timm.layers.attention.Attention": {
-        "head_dim": lambda m: m.qkv.out_features // (3 * m.num_heads),
-        "attn_dim": lambda m: m.proj.in_features,
-    },
-}
-
-
-def declared_widths(module: nn.Module) -> dict[str, WidthRule]:
-    """The WIDTH_ATTRIBUTES entry of `module`'s class (looked up by class, then by its path), for
-    the attributes the module has (another version of a library may not)."""
-    cls = type(module)
-    rules = WIDTH_ATTRIBUTES.get(cls) or WIDTH_ATTRIBUTES.get(f"{cls.__module__}.{cls.__qualname__}", {})
-    return {attr: rule for attr, rule in rules.items() if isinstance(getattr(module, attr, None), int)}
-
-
-def declared_width(module: nn.Module, rule: WidthRule) -> int:
-    return module.get_parameter(rule).shape[0] if isinstance(rule, str) else int(rule(module))
-
-
 class Width(int):
-    """An int attribute that describes a width (e.g. ViT's `hidden_dim`), swapped in while tracing.
+    """An int attribute that describes a width (e.g. ViT's `hidden_dim`), swapped in while tracing
+    (declared with `register_width_attributes`).
 
     torch.fx bakes attribute values into the graph as constants, and a constant size in a reshape
     cannot follow pruning, so it pins its channels. A `Width` is still that int, but the reshape

@@ -16,10 +16,8 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from slimkit.structured.attention import sync_attention_widths
-from slimkit.structured.prune import (
-    _replace_tensor, prune_channels, sync_attributes, sync_width_attributes, width_attributes,
-)
+from slimkit.structured.prune import prune_channels
+from slimkit.structured.resize import replace_tensors, sync_width_attributes
 from slimkit.train.callbacks import Callback, StepState
 
 _BATCHNORMS = nn.modules.batchnorm._BatchNorm
@@ -64,7 +62,7 @@ def load_pruned_model(model: nn.Module, pruned_state_dict: Mapping[str, torch.Te
     unknown = sorted(set(pruned_state_dict) - set(own))
     if unknown:
         raise ValueError(f"the pruned state dict has keys the model lacks: {', '.join(unknown[:5])}")
-    touched: dict[str, tuple[nn.Module, dict[str, int]]] = {}
+    resized: dict[str, torch.Tensor] = {}
     for key, value in pruned_state_dict.items():
         if tuple(own[key].shape) == tuple(value.shape):
             continue
@@ -73,14 +71,8 @@ def load_pruned_model(model: nn.Module, pruned_state_dict: Mapping[str, torch.Te
                 f"'{key}' has shape {tuple(value.shape)} in the pruned state dict, which does not shrink the "
                 f"model's {tuple(own[key].shape)}"
             )
-        module_name, _, attr = key.rpartition(".")
-        module = model.get_submodule(module_name)
-        touched.setdefault(module_name, (module, width_attributes(module)))
-        _replace_tensor(module, attr, torch.empty_like(own[key]).resize_(value.shape))
-    for module, old in touched.values():
-        sync_attributes(module, old)
-    for module in model.modules():  # attention widths live on the parent of the resized projections
-        sync_attention_widths(module)
+        resized[key] = torch.empty_like(own[key]).resize_(value.shape)
+    replace_tensors(model, resized)
     sync_width_attributes(model)
     model.load_state_dict(pruned_state_dict)
     return model

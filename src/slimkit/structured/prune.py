@@ -9,54 +9,12 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 from torch import nn
 
-from slimkit.structured.attention import (
-    ATTENTION, apply_query_scales, rescale_attention_queries, sync_attention_widths,
-)
-from slimkit.structured.channels import ChannelGraphError, declared_width, declared_widths
-from slimkit.structured.graph import ChannelGraph, build_graph, example_inputs
+from slimkit.structured.channels import ChannelGraphError
+from slimkit.structured.graph import ChannelGraph, build_graph
 from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
-
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def _replace_tensor(module: nn.Module, attr: str, value: torch.Tensor) -> None:
-    old = getattr(module, attr)
-    if isinstance(old, nn.Parameter):
-        setattr(module, attr, nn.Parameter(value, requires_grad=old.requires_grad))
-    else:
-        module._buffers[attr] = value
-
-
-def sync_attributes(module: nn.Module, old: dict[str, int]) -> None:
-    """Make width attributes match the (resized) tensors. `old` holds the widths before resizing."""
-    if isinstance(module, _CONVS):
-        module.out_channels = module.weight.shape[0]
-        if old["groups"] > 1:  # whole groups were removed: outputs per group are unchanged
-            module.groups = module.out_channels // (old["out_channels"] // old["groups"])
-        module.in_channels = module.groups * module.weight.shape[1]
-    elif isinstance(module, nn.Linear):
-        module.out_features, module.in_features = module.weight.shape
-    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
-        tensor = module.weight if module.weight is not None else module.running_mean
-        if tensor is not None:
-            module.num_features = tensor.shape[0]
-    elif isinstance(module, nn.GroupNorm) and module.weight is not None:
-        module.num_channels = module.weight.shape[0]
-        # whole groups were removed, or channels of a single group (traced into F.group_norm)
-        module.num_groups = max(1, module.num_channels // (old["num_channels"] // old["num_groups"]))
-    elif isinstance(module, nn.LayerNorm) and module.weight is not None:
-        module.normalized_shape = tuple(module.weight.shape)
-
-
-def sync_width_attributes(model: nn.Module) -> None:
-    """Rewrite the int attributes of WIDTH_ATTRIBUTES from the pruned tensors they describe."""
-    for module in model.modules():
-        for attr, rule in declared_widths(module).items():
-            setattr(module, attr, declared_width(module, rule))
-
-
-def width_attributes(module: nn.Module) -> dict[str, int]:
-    return {k: getattr(module, k) for k in ("groups", "out_channels", "num_channels", "num_groups") if hasattr(module, k)}
+from slimkit.structured.rescale import apply_query_scales, rescale_attention_queries
+from slimkit.structured.resize import replace_tensors, sync_width_attributes
+from slimkit.structured.trace.capture import example_inputs
 
 
 def remove_units(
@@ -74,24 +32,20 @@ def remove_units(
             if keep.numel() == 0:
                 raise ValueError(f"pruning would remove every channel of '{qualname}' (dim {dim})")
             by_tensor.setdefault(qualname, []).append((dim, keep))
-    touched: dict[str, tuple[nn.Module, dict[str, int]]] = {}
+    sliced: dict[str, torch.Tensor] = {}
     for qualname, cuts in by_tensor.items():
         module_name, _, attr = qualname.rpartition(".")
-        module = target.get_submodule(module_name)
-        touched.setdefault(module_name, (module, width_attributes(module)))
-        tensor = getattr(module, attr).detach()
+        tensor = getattr(target.get_submodule(module_name), attr).detach()
         for dim, keep in cuts:
             tensor = tensor.index_select(dim, keep.to(tensor.device))
-        _replace_tensor(module, attr, tensor.clone())
-    for module, old in touched.values():
-        sync_attributes(module, old)
+        sliced[qualname] = tensor.clone()
+    replace_tensors(target, sliced)
     for record in graph.modules.values():  # norms without affine tensors still carry a width
         module = target.get_submodule(record.name)
         if isinstance(module, nn.LayerNorm) and module.weight is None and record.in_ids is not None:
             kept = sum(r not in removed for r in graph.uf.roots(record.in_ids).tolist())
             module.normalized_shape = (kept,)
-        elif isinstance(module, ATTENTION):
-            sync_attention_widths(module)
+        elif record.in_ids is not None:
             rescale_attention_queries(module, old_width=record.in_ids.numel())
     sync_width_attributes(target)
     return target

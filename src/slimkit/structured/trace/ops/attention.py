@@ -6,8 +6,8 @@ q/k/v projections and the output projection form one set of ids. Pruning removes
 *every* head at once (ids j, j + d, j + 2d ... are tied), which keeps the heads equal in size, as
 these layers require. Heads stay; their per-head width shrinks.
 
-Scaled dot-product attention divides by sqrt(head_dim). When that width shrinks, `rescale_queries`
-multiplies the query projection by sqrt(new / old), so removing channels that were zero leaves the
+Scaled dot-product attention divides by sqrt(head_dim). When that width shrinks, pruning
+(`slimkit.structured.rescale`) multiplies the query projection by sqrt(new / old), so removing channels that were zero leaves the
 attention scores exactly as they were (Swin V2's cosine attention and MaxViT's fixed scale have
 no such factor).
 
@@ -25,20 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import maxvit as _maxvit, swin_transformer as _swin
 
-from slimkit.structured.channels import Chan, ChannelGraph, QueryScale, Spread, spread_of
-from slimkit.structured.fx_nodes import call_arg
+from slimkit.structured.channels import Chan, QueryScale, Spread, spread_of
+from slimkit.structured.trace.fx_nodes import call_arg
+from slimkit.structured.trace.registry import register_function_handler, register_module_handler
 
 if TYPE_CHECKING:
-    from slimkit.structured.propagate import ChannelPropagator
+    from slimkit.structured.trace.propagator import ChannelPropagator
 
 # Leaf layers on (..., C) inputs with `qkv`-style and output projections (see `_PROJECTIONS`).
 WINDOW_ATTENTION = (
     _swin.ShiftedWindowAttention, _swin.ShiftedWindowAttentionV2, _maxvit.RelativePositionalMultiHeadAttention,
 )
-ATTENTION = (nn.MultiheadAttention, *WINDOW_ATTENTION)
 _PROJECTIONS = {  # (q/k/v projection, output projection, attribute holding the head count)
     _swin.ShiftedWindowAttention: ("qkv", "proj", "num_heads"),
     _swin.ShiftedWindowAttentionV2: ("qkv", "proj", "num_heads"),
@@ -308,21 +309,6 @@ def _query_producers(prop: ChannelPropagator, sdpa: fx.Node, query_ids: torch.Te
     return [(qualname, r) for qualname, r in rows if r.numel()]
 
 
-@torch.no_grad()
-def apply_query_scales(model: nn.Module, graph: ChannelGraph, removed: torch.Tensor) -> None:
-    """Before slicing: multiply each query producer by sqrt(E_new / E) (see `QueryScale`)."""
-    for scale in graph.query_scales:
-        kept = ~torch.isin(graph.uf.roots(scale.ids), removed)
-        width = scale.ids.shape[-1]
-        new_width = int(kept.reshape(-1, width).sum(1).max())
-        if new_width == width:
-            continue
-        for qualname, rows in scale.targets:
-            module_name, _, attr = qualname.rpartition(".")
-            tensor = getattr(model.get_submodule(module_name), attr)
-            tensor[rows] *= (new_width / width) ** 0.5
-
-
 def patch_merging_pad(prop: ChannelPropagator, node: fx.Node) -> Any:
     """Swin's `_patch_merging_pad`: pads H and W, then concatenates 4 strided views along C."""
     x = prop.chan(node, node.args[0])
@@ -331,35 +317,16 @@ def patch_merging_pad(prop: ChannelPropagator, node: fx.Node) -> Any:
     return Chan(last, torch.cat([ids] * 4))
 
 
-KNOWN_FUNCTIONS = {_swin._patch_merging_pad: patch_merging_pad}
+def einsum(prop: ChannelPropagator, node: fx.Node) -> Any:
+    """Arbitrary index algebra: the channels of its operands are kept."""
+    return prop.opaque(node)
 
 
-def sync_attention_widths(module: nn.Module) -> None:
-    """Make width attributes (MHA's embed_dim/head_dim, MaxViT's head_dim) match the resized projections."""
-    if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
-        width = module.in_proj_weight.shape[1]
-        module.embed_dim = module.kdim = module.vdim = width
-        module.head_dim = width // module.num_heads
-    elif isinstance(module, _maxvit.RelativePositionalMultiHeadAttention):
-        module.head_dim = module.merge.in_features // module.n_heads
-
-
-@torch.no_grad()
-def rescale_attention_queries(module: nn.Module, old_width: int) -> None:
-    """After pruning from `old_width`, keep q·k / sqrt(head_dim) unchanged for the channels kept."""
-    if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
-        rescale_queries(module.in_proj_weight, module.in_proj_bias, module.in_proj_weight.shape[1], old_width)
-    # Swin V2 (a subclass) uses cosine attention, and MaxViT a fixed scale set from the original width:
-    # neither depends on the pruned head width.
-    elif type(module) is _swin.ShiftedWindowAttention:
-        rescale_queries(module.qkv.weight, module.qkv.bias, module.qkv.in_features, old_width)
-
-
-def rescale_queries(weight: torch.Tensor, bias: torch.Tensor | None, width: int, old_width: int) -> None:
-    """Scale the first `width` rows (the queries) by sqrt(width / old_width)."""
-    if width == old_width:
-        return
-    factor = (width / old_width) ** 0.5
-    weight[:width].mul_(factor)
-    if bias is not None:
-        bias[:width].mul_(factor)
+register_module_handler(nn.MultiheadAttention, multihead_attention, leaf=False)
+for _window_attention in WINDOW_ATTENTION:  # leaves: their heads hide inside one library call
+    register_module_handler(_window_attention, window_attention)
+for _target in (torch.matmul, torch.bmm, operator.matmul, "matmul", "bmm"):
+    register_function_handler(_target, matmul)
+register_function_handler(F.scaled_dot_product_attention, scaled_dot_product_attention)
+register_function_handler(torch.einsum, einsum)
+register_function_handler(_swin._patch_merging_pad, patch_merging_pad)
