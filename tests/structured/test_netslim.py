@@ -4,7 +4,8 @@ from torch import nn
 
 from slimkit.data import DatasetInfo
 from slimkit.models import build_model
-from slimkit.structured.netslim import SlimmingL1, load_pruned_model, prune, reinitialize, update_bn
+from slimkit.methods.slimming import SlimmingL1
+from slimkit.structured.netslim import load_pruned_model, prune, reinitialize, update_bn
 
 
 def _vgg():

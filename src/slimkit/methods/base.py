@@ -139,8 +139,9 @@ class SparsityMethod(Callback):
             if densities[name] < 1.0 and kept < shape[0]:
                 log.warning(
                     "layer %s keeps %d of its %d weights, fewer than its %d outputs: some outputs get no "
-                    "weight. Keep it dense (--dense-layers %s) or use --allocation erk.",
-                    name, kept, math.prod(shape), shape[0], name,
+                    "weight. Keep it dense (dense_layers=[%r], --dense-layers %s) or use allocation='erk' "
+                    "(--allocation erk).",
+                    name, kept, math.prod(shape), shape[0], name, name,
                 )
 
     # ---- binding to a loop -----------------------------------------------------------------

@@ -20,7 +20,8 @@ from slimkit.runs.config import RunConfig, dump_config, finetune_lr, finetune_va
 from slimkit.runs.finish import collect_metrics
 from slimkit.runs.loss_terms import LossTerms, refuse_other_settings
 from slimkit.runs.train import train_run
-from slimkit.structured.netslim import SlimmingL1, prune, reinitialize
+from slimkit.methods.slimming import SlimmingL1
+from slimkit.structured.netslim import prune, reinitialize
 from slimkit.structured.prune import prune_channels
 from slimkit.train import Trainer
 from slimkit.utils import distributed

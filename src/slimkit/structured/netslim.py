@@ -1,6 +1,7 @@
 """Network Slimming (Liu et al. 2017) with the API of the `netslim` package.
 
     update_bn(model, s=1e-4)             # between loss.backward() and optimizer.step()
+                                         # (in slimkit's Trainer: slimkit.methods.SlimmingL1)
     pruned = prune(model, (3, 32, 32), prune_ratio=0.5)
     model = load_pruned_model(build(), torch.load(...))
 
@@ -18,9 +19,8 @@ from torch import nn
 
 from slimkit.structured.prune import prune_channels
 from slimkit.structured.resize import replace_tensors, sync_width_attributes
-from slimkit.train.callbacks import Callback, StepState
 
-_BATCHNORMS = nn.modules.batchnorm._BatchNorm
+BATCHNORMS = nn.modules.batchnorm._BatchNorm
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def update_bn(model: nn.Module, s: float = 1e-4) -> None:
     if s < 0:
         raise ValueError(f"sparsity strength s must be >= 0, got {s}")
     for module in model.modules():
-        if isinstance(module, _BATCHNORMS) and module.weight is not None and module.weight.grad is not None:
+        if isinstance(module, BATCHNORMS) and module.weight is not None and module.weight.grad is not None:
             module.weight.grad.add_(torch.sign(module.weight), alpha=s)
 
 
@@ -84,24 +84,6 @@ def reinitialize(model: nn.Module, seed: int = 0) -> nn.Module:
     for module in model.modules():
         if hasattr(module, "reset_parameters") and module is not model:
             module.reset_parameters()
-        if isinstance(module, _BATCHNORMS) and module.track_running_stats:
+        if isinstance(module, BATCHNORMS) and module.track_running_stats:
             module.reset_running_stats()
     return model
-
-
-class SlimmingL1(Callback):
-    """Trainer callback: the sparsity-inducing L1 penalty on BN scales, applied after each backward."""
-
-    def __init__(self, s: float = 1e-4) -> None:
-        if s < 0:
-            raise ValueError(f"sparsity strength s must be >= 0, got {s}")
-        self.s = s
-
-    def on_after_backward(self, trainer, step: StepState) -> None:
-        update_bn(trainer.model, self.s)
-
-    def on_epoch_end(self, trainer, epoch: int, row: dict) -> None:
-        gammas = [m.weight.detach().abs() for m in trainer.model.modules() if isinstance(m, _BATCHNORMS)
-                  and m.weight is not None]
-        if gammas:
-            row["bn_gamma_below_1e-2"] = float((torch.cat(gammas) < 1e-2).float().mean())
