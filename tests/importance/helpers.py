@@ -38,6 +38,13 @@ def batches(count: int = 2, n: int = 6, features: int = 4, classes: int = 3, see
     ]
 
 
+def mlp_case():
+    """The tiny MLP, two calibration batches, its scored layers and their weights."""
+    model = tiny_mlp()
+    layers = mlp_layers(model)
+    return model, batches(), layers, [layer.weight for layer in layers.values()]
+
+
 def flat_loss(model, names, flat, x, y, temperature=1.0):
     """Cross-entropy as a function of the named weights, flattened into one vector."""
     params, offset = {}, 0

@@ -7,14 +7,13 @@ from torch.nn.utils import parametrize
 
 from slimkit.importance import grasp, snip, taylor
 from tests.importance.helpers import (
-    NAMES, D, Mask, batches, flat_loss, flat_weights, mlp_layers, relative_error, scoring, tiny_mlp, unflatten,
+    NAMES, D, Mask, batches, flat_loss, flat_weights, mlp_case, mlp_layers, relative_error, scoring, tiny_mlp,
+    unflatten,
 )
 
 
 def test_snip_equals_hand_computed_gradient_times_weight():
-    model, data = tiny_mlp(), batches()
-    layers = mlp_layers(model)
-    weights = [layer.weight for layer in layers.values()]
+    model, data, layers, weights = mlp_case()
     grads = [torch.zeros_like(w) for w in weights]
     for x, y, _ in data:
         for acc, g in zip(grads, torch.autograd.grad(F.cross_entropy(model(x), y), weights)):
@@ -28,9 +27,7 @@ def test_snip_equals_hand_computed_gradient_times_weight():
 
 
 def test_taylor_averages_per_batch_magnitudes():
-    model, data = tiny_mlp(), batches()
-    layers = mlp_layers(model)
-    weights = [layer.weight for layer in layers.values()]
+    model, data, layers, weights = mlp_case()
     expected = [torch.zeros_like(w) for w in weights]
     for x, y, _ in data:
         for acc, g, w in zip(expected, torch.autograd.grad(F.cross_entropy(model(x), y), weights), weights):

@@ -7,14 +7,13 @@ from torch import nn
 
 from slimkit.importance import obd
 from tests.importance.helpers import (
-    NAMES, D, _init, batches, flat_loss, flat_weights, mlp_layers, relative_error, scoring, tiny_mlp, unflatten,
+    NAMES, D, _init, batches, flat_loss, flat_weights, mlp_case, mlp_layers, relative_error, scoring, tiny_mlp,
+    unflatten,
 )
 
 
 def test_obd_fisher_is_mean_squared_per_example_gradient():
-    model, data = tiny_mlp(), batches()
-    layers = mlp_layers(model)
-    weights = [layer.weight for layer in layers.values()]
+    model, data, layers, weights = mlp_case()
     fisher = [torch.zeros_like(w) for w in weights]
     count = 0
     for x, y, _ in data:

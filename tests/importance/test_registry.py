@@ -1,5 +1,8 @@
 """The criteria registry: names, strict options, shared inputs, and criteria users register."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -33,7 +36,8 @@ def test_unknown_or_misspelt_options_are_errors_naming_them():
         get_criterion("obd")(model, layers, scoring(batches()), estimater="fisher")
     with pytest.raises(ValueError, match=r"'magnitude' has no option 'estimator'; accepted options: none"):
         magnitude(model, layers, estimator="fisher")
-    with pytest.raises(ValueError, match=r"'snip' has no option 'num_batches' \(a shared input: set it in ScoringInputs\)"):
+    shared = r"'snip' has no option 'num_batches' \(a shared input: set it in ScoringInputs\)"
+    with pytest.raises(ValueError, match=shared):
         snip(model, layers, scoring(batches()), num_batches=2)
 
 
@@ -111,3 +115,12 @@ def test_a_registered_criterion_prunes_by_name_through_prune_once(registered):
     with pytest.raises(ValueError, match="criterion 'first_rows' needs data: pass batches="):
         PruneOnce(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4)), sparsity=0.5,
                   criterion="first_rows").bind(None, total_steps=10)
+
+
+def test_the_extending_guide_example_runs(registered, capsys):
+    """docs/extending.md registers a criterion and prunes with it: the example must keep working."""
+    guide = (Path(__file__).parents[2] / "docs" / "extending.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", guide, re.S)[1]
+    registered.append("row_scaled")
+    exec(compile(example, "docs/extending.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "0.80"

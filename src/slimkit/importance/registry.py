@@ -53,8 +53,11 @@ _INPUT_FIELDS = frozenset(f.name for f in fields(ScoringInputs))
 
 
 class CriterionFn(Protocol):
-    def __call__(self, model: nn.Module, layers: dict[str, nn.Module], inputs: ScoringInputs, /, **options: Any) -> Scores:
-        ...
+    """A criterion's function: (model, layers, inputs) positionally, its own options keyword-only."""
+
+    def __call__(
+        self, model: nn.Module, layers: dict[str, nn.Module], inputs: ScoringInputs, /, **options: Any
+    ) -> Scores: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,6 @@ class Criterion:
     options: Mapping[str, Any]  # accepted option -> default (inspect.Parameter.empty: required)
     needs: frozenset[str] = frozenset()
     per_tensor: TensorRule | None = field(default=None, compare=False)
-    doc: str = ""
 
     def __call__(
         self, model: nn.Module, layers: dict[str, nn.Module], inputs: ScoringInputs | None = None, /, **options: Any
@@ -127,7 +129,7 @@ def _options_of(name: str, fn: Callable[..., Scores]) -> dict[str, Any]:
 def register_criterion(
     name: str, fn: CriterionFn | None = None, *, needs: Iterable[str] = (), per_tensor: TensorRule | None = None,
     replace: bool = False,
-) -> Any:
+) -> Criterion | Callable[[CriterionFn], Criterion]:
     """Register `fn` as criterion `name` and return its `Criterion`; without `fn`, a decorator.
 
     `needs` lists the `ScoringInputs` fields the criterion cannot do without (``"batches"``,
@@ -139,11 +141,12 @@ def register_criterion(
         raise ValueError(f"a criterion name must be a non-empty string, got {name!r}")
     if name in _REGISTRY and not replace:
         raise ValueError(f"criterion '{name}' is already registered (pass replace=True to override it)")
-    needs = frozenset(needs)
+    needs = frozenset((needs,) if isinstance(needs, str) else needs)
     unknown = sorted(needs - _INPUT_FIELDS)
     if unknown:
-        raise ValueError(f"criterion '{name}': needs {unknown} are not ScoringInputs fields ({', '.join(sorted(_INPUT_FIELDS))})")
-    criterion = Criterion(name, fn, MappingProxyType(_options_of(name, fn)), needs, per_tensor, inspect.getdoc(fn) or "")
+        fields_list = ", ".join(sorted(_INPUT_FIELDS))
+        raise ValueError(f"criterion '{name}': needs {unknown} are not ScoringInputs fields ({fields_list})")
+    criterion = Criterion(name, fn, MappingProxyType(_options_of(name, fn)), needs, per_tensor)
     _REGISTRY[name] = criterion
     return criterion
 
