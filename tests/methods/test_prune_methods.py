@@ -178,7 +178,7 @@ def test_random_pruning_at_init_can_rescale_like_dynamic_sparse_training():
 
 def test_obd_estimator_choice_reaches_the_criterion():
     """Each run keeps the weights its estimator scores highest, and the two estimators disagree."""
-    from slimkit.sparse import criteria
+    from slimkit.importance import ScoringInputs, obd
 
     masks = {}
     for estimator in ("hutchinson", "fisher"):
@@ -190,8 +190,8 @@ def test_obd_estimator_choice_reaches_the_criterion():
         method = PruneOnce(model, sparsity=0.8, criterion="obd", obd_estimator=estimator, batches=batches,
                            progress_mode="none", seed=3)
         layers = {name: reference.get_submodule(name) for name in method.layers}
-        scores = criteria.obd(reference, layers, batches, estimator=estimator, progress="none",
-                              generator=method_generator(3, "criterion"))
+        inputs = ScoringInputs(batches, progress="none", generator=method_generator(3, "criterion"))
+        scores = obd(reference, layers, inputs, estimator=estimator)
         method.bind(None, total_steps=10)
         masks[estimator] = get_masks(model)
         for name, mask in masks[estimator].items():

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from slimkit.importance import get_criterion, magnitude
 from slimkit.structured.graph import build_graph
 from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
 
@@ -80,3 +81,55 @@ def test_taylor_needs_and_uses_gradients():
     taylor_gradients(model, (x, y))
     scores = unit_scores(graph, "taylor")
     assert torch.isfinite(scores).all() and scores.sum() > 0
+
+
+def _reduce_per_unit(graph, scores_of):
+    """Sum each parameter's weight-level scores over the slices every unit owns (buffers carry none)."""
+    params = dict(graph.model.named_parameters())
+    total = torch.zeros(len(graph.uf.parent), dtype=torch.float64)
+    for (qualname, dim), ids in graph.tensors.items():
+        if qualname not in params:
+            continue
+        owner_name = qualname.rpartition(".")[0]
+        scores = scores_of(owner_name, qualname)
+        if scores is None:
+            continue
+        others = [d for d in range(scores.ndim) if d != dim]
+        total.index_add_(0, graph.uf.roots(ids), (scores.sum(dim=others) if others else scores).double())
+    return total
+
+
+def test_channel_scores_are_weight_level_scores_reduced_per_unit():
+    model = _model()
+    with torch.no_grad():
+        model.bn.bias.copy_(torch.linspace(-1.0, 1.0, 8))
+        model.b.weight.copy_(torch.randn(16, 8, 1, 1, generator=torch.Generator().manual_seed(3)))
+        model.head.bias.zero_()  # the weight-level criteria score `.weight` tensors; biases count too in l1
+    graph = build_graph(model, (1, 2, 2))
+    owners = dict(model.named_modules())
+
+    def magnitude_of(owner_name, qualname):
+        if qualname.endswith(".bias"):
+            return model.get_parameter(qualname).detach().abs()
+        return magnitude(model, {owner_name: owners[owner_name]})[owner_name]
+
+    assert torch.equal(unit_scores(graph, "l1"), _reduce_per_unit(graph, magnitude_of))
+
+    def norm_scale_magnitude(owner_name, qualname):
+        owner = owners[owner_name]
+        return magnitude(model, {owner_name: owner})[owner_name] if isinstance(owner, nn.BatchNorm2d) and \
+            qualname.endswith(".weight") else None
+
+    assert torch.equal(unit_scores(graph, "bn_gamma"), _reduce_per_unit(graph, norm_scale_magnitude))
+    squares = _reduce_per_unit(graph, lambda o, q: magnitude_of(o, q).square())
+    assert torch.equal(unit_scores(graph, "l2"), squares.sqrt())
+
+
+def test_channel_taylor_is_the_taylor_rule_reduced_per_unit():
+    model = _model()
+    graph = build_graph(model, (1, 2, 2))
+    x, y = torch.randn(4, 1, 2, 2), torch.randint(0, 2, (4, 2, 2))
+    taylor_gradients(model, (x, y))
+    rule = get_criterion("taylor").per_tensor
+    expected = _reduce_per_unit(graph, lambda o, q: rule(model.get_parameter(q).detach(), model.get_parameter(q).grad))
+    assert torch.equal(unit_scores(graph, "taylor"), expected)

@@ -12,9 +12,9 @@ from typing import Any
 
 from torch import nn
 
+from slimkit.importance import magnitude
 from slimkit.methods.base import SparsityMethod
 from slimkit.sparse.allocation import check_sparsity
-from slimkit.sparse.criteria import magnitude
 
 
 class GradualMagnitude(SparsityMethod):

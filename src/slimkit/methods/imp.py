@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from slimkit.importance import magnitude
 from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
-from slimkit.sparse.criteria import magnitude
 from slimkit.sparse.schemes import Scheme
 
 

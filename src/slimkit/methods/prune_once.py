@@ -13,9 +13,8 @@ from typing import Any, Iterable
 
 from torch import nn
 
+from slimkit.importance import ScoringInputs, get_criterion, magnitude, obs_prune, synflow, synflow_schedule
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
-from slimkit.sparse import criteria
-from slimkit.sparse.obs import obs_prune
 from slimkit.utils.progress import progress as show_progress
 
 
@@ -39,11 +38,11 @@ class PruneOnce(SparsityMethod):
         **kwargs: Any,
     ) -> None:
         self.criterion_name = criterion
-        self.criterion = None if criterion == "obs" else criteria.get_criterion(criterion)
+        self.criterion = None if criterion == "obs" else get_criterion(criterion)
         if criterion == "obs" and kwargs.get("scheme", "unstructured") != "unstructured":
             raise ValueError("obs prunes each row to the same count (unstructured); other schemes are not supported")
-        if criterion == "synflow" and input_shape is None:
-            raise ValueError("synflow needs input_shape (the shape of one example)")
+        if self.criterion is not None and "input_shape" in self.criterion.needs and input_shape is None:
+            raise ValueError(f"{criterion} needs input_shape (the shape of one example)")
         if obd_estimator not in ("hutchinson", "fisher"):
             raise ValueError(f"obd_estimator must be 'hutchinson' or 'fisher', got {obd_estimator!r}")
         if synflow_iterations < 1:
@@ -69,29 +68,29 @@ class PruneOnce(SparsityMethod):
         mode = self.progress_mode or "auto"
         if self.criterion_name == "synflow":
             # Iterative pruning with an exponential schedule: scores are recomputed under the masks so far.
-            schedule = criteria.synflow_schedule(1.0 - self.sparsity, self.synflow_iterations)
+            schedule = synflow_schedule(1.0 - self.sparsity, self.synflow_iterations)
             for density in show_progress(schedule, desc="synflow", mode=mode, unit="iterations"):
-                scores = criteria.synflow(self.model, self.layers, input_shape=self.input_shape)
+                scores = synflow(self.model, self.layers, ScoringInputs(input_shape=self.input_shape))
                 self.prune_to(1.0 - density, scores)
             return
         if self.criterion_name == "obs":
-            densities = self.densities(self.sparsity, criteria.magnitude(self.model, self.layers))
+            densities = self.densities(self.sparsity, magnitude(self.model, self.layers))
             masks = obs_prune(self.model, self.layers, self._batches(), densities, num_batches=self.num_batches,
                               progress=mode)
             self.set_masks(masks)
             return
-        scores = self.criterion(
-            self.model, self.layers, batches=self._batches(), num_batches=self.num_batches,
-            generator=method_generator(self.seed, "criterion"), input_shape=self.input_shape, progress=mode,
-            estimator=self.obd_estimator,
+        inputs = ScoringInputs(
+            batches=self._batches(), num_batches=self.num_batches, progress=mode, input_shape=self.input_shape,
+            generator=method_generator(self.seed, "criterion"),
         )
+        options = {"estimator": self.obd_estimator} if self.criterion_name == "obd" else {}
+        scores = self.criterion(self.model, self.layers, inputs, **options)
         masks = self.prune_to(self.sparsity, scores)
         if self.rescale_init:
             rescale_to_fan_in(self.layers, masks)
 
-    def _batches(self) -> Iterable:
-        if self.batches is None:
-            if self.criterion_name in ("magnitude", "random", "bn_gamma"):
-                return []
+    def _batches(self) -> Iterable | None:
+        needs_data = self.criterion is None or "batches" in self.criterion.needs  # obs calibrates on data
+        if self.batches is None and needs_data:
             raise ValueError(f"criterion '{self.criterion_name}' needs data: pass batches=")
         return self.batches

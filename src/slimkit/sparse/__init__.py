@@ -1,4 +1,4 @@
-"""The sparsity core: masked parameters, schemes, criteria and allocation.
+"""The sparsity core: masked parameters, schemes and allocation (criteria live in `slimkit.importance`).
 
     from slimkit import sparse
     scheme = sparse.make_scheme("block", block=(8, 1), prune="cols")
@@ -7,7 +7,6 @@
 """
 
 from slimkit.sparse.allocation import ALLOCATIONS, allocate, check_sparsity, erk_share
-from slimkit.sparse.criteria import CRITERIA, get_criterion
 from slimkit.sparse.masking import (
     SparsityReport, WeightMask, apply_masks, enforce_masks, get_masks, is_masked, masked_layers, original_weight,
     remove_masks, sparsity_report, zero_optimizer_state,
@@ -18,7 +17,7 @@ apply = apply_masks  # the short names of the public API
 remove = remove_masks
 
 __all__ = [
-    "ALLOCATIONS", "CRITERIA", "Scheme", "SparsityReport", "WeightMask", "allocate", "apply", "apply_masks",
-    "check_sparsity", "enforce_masks", "erk_share", "get_criterion", "get_masks", "is_masked", "make_scheme",
+    "ALLOCATIONS", "Scheme", "SparsityReport", "WeightMask", "allocate", "apply", "apply_masks",
+    "check_sparsity", "enforce_masks", "erk_share", "get_masks", "is_masked", "make_scheme",
     "masked_layers", "original_weight", "remove", "remove_masks", "sparsity_report", "zero_optimizer_state",
 ]

@@ -1,9 +1,9 @@
 """Channel importance and selection: which units of a ChannelGraph to remove.
 
-A unit's score is summed over every tensor slice it owns (conv/linear rows and columns, norm
-scales), so coupled channels (a residual stream, a depthwise block) are judged as one. Selection is
-local (the same ratio in every group) or global (one threshold across groups), always capped so no
-group is emptied.
+A unit's score is a weight-level criterion of `slimkit.importance`, reduced over every tensor
+slice the unit owns (conv/linear rows and columns, norm scales), so coupled channels (a residual
+stream, a depthwise block) are judged as one. Selection is local (the same ratio in every group) or
+global (one threshold across groups), always capped so no group is emptied.
 """
 
 from __future__ import annotations
@@ -15,15 +15,34 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from slimkit.importance import get_criterion
 from slimkit.structured.graph import ChannelGraph, ChannelGroup
 
+
+@dataclass(frozen=True)
+class _ChannelCriterion:
+    """A channel criterion as a reduction of a weight-level criterion's per-tensor rule."""
+
+    weight_criterion: str  # the registry name whose per-tensor rule scores each tensor
+    norm_scales_only: bool = False  # score only the scales (weights) of normalisation layers
+    root_sum_squares: bool = False  # sqrt of the summed squares instead of the sum
+    needs_grad: bool = False
+
+
+_CHANNEL_CRITERIA = {
+    "l1": _ChannelCriterion("magnitude"),
+    "l2": _ChannelCriterion("magnitude", root_sum_squares=True),
+    "bn_gamma": _ChannelCriterion("magnitude", norm_scales_only=True),
+    "taylor": _ChannelCriterion("taylor", needs_grad=True),
+}
 Criterion = Literal["l1", "l2", "bn_gamma", "taylor", "random"]
-CRITERIA: tuple[str, ...] = ("l1", "l2", "bn_gamma", "taylor", "random")
+CRITERIA: tuple[str, ...] = (*_CHANNEL_CRITERIA, "random")  # random: one draw per unit, no tensors
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
-def _owner(graph: ChannelGraph, qualname: str) -> nn.Module:
-    return graph.model.get_submodule(qualname.rpartition(".")[0])
+def _is_norm_scale(graph: ChannelGraph, qualname: str) -> bool:
+    owner = graph.model.get_submodule(qualname.rpartition(".")[0])
+    return isinstance(owner, _NORMS) and qualname.endswith("weight")
 
 
 def _per_index(values: torch.Tensor, dim: int) -> torch.Tensor:
@@ -46,37 +65,35 @@ def taylor_gradients(
 
 
 def unit_scores(graph: ChannelGraph, criterion: str, *, seed: int = 0) -> torch.Tensor:
-    """One score per union-find id (only roots are meaningful): higher = more important."""
+    """One score per union-find id (only roots are meaningful): higher = more important.
+
+    Every parameter slice a unit owns is scored by the weight-level criterion's per-tensor rule
+    (l1, l2, bn_gamma: magnitude; taylor: |w * grad|, gradients from `taylor_gradients`) and summed
+    per unit (l2: square root of the summed squares). Buffers carry no importance.
+    """
     if criterion not in CRITERIA:
         raise ValueError(f"unknown channel criterion '{criterion}'; choose one of {', '.join(CRITERIA)}")
-    scores = torch.zeros(len(graph.uf.parent), dtype=torch.float64)
     if criterion == "random":
         return torch.rand(len(graph.uf.parent), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    spec = _CHANNEL_CRITERIA[criterion]
+    rule = get_criterion(spec.weight_criterion).per_tensor
+    if rule is None:
+        raise ValueError(f"criterion '{spec.weight_criterion}' has no per-tensor rule to score channels with")
+    scores = torch.zeros(len(graph.uf.parent), dtype=torch.float64)
     params = {name for name, _ in graph.model.named_parameters()}
-    sums = scores.clone() if criterion == "l2" else None
     for (qualname, dim), ids in graph.tensors.items():
-        if qualname not in params:
-            continue  # buffers (running stats) carry no importance
-        tensor = graph.tensor(qualname).detach()
-        if criterion == "bn_gamma":
-            if not (isinstance(_owner(graph, qualname), _NORMS) and qualname.endswith("weight")):
-                continue
-            values = tensor.abs()
-        elif criterion == "taylor":
-            grad = graph.tensor(qualname).grad
-            if grad is None:
-                raise ValueError(f"the taylor criterion needs gradients, but '{qualname}' has none; pass batch=")
-            values = (tensor * grad).abs()
-        elif criterion == "l2":
-            values = tensor.pow(2)
-        else:
-            values = tensor.abs()
-        per_index = _per_index(values, dim)
+        if qualname not in params or (spec.norm_scales_only and not _is_norm_scale(graph, qualname)):
+            continue
+        tensor = graph.tensor(qualname)
+        if spec.needs_grad and tensor.grad is None:
+            raise ValueError(f"the {criterion} criterion needs gradients, but '{qualname}' has none; pass batch=")
+        values = rule(tensor.detach(), tensor.grad)
+        per_index = _per_index(values.pow(2) if spec.root_sum_squares else values, dim)
         roots = graph.uf.roots(ids)
         if per_index.numel() != roots.numel():
             raise ValueError(f"'{qualname}' has {per_index.numel()} slices along dim {dim}, graph says {roots.numel()}")
-        (sums if sums is not None else scores).index_add_(0, roots, per_index)
-    return sums.sqrt() if sums is not None else scores
+        scores.index_add_(0, roots, per_index)
+    return scores.sqrt() if spec.root_sum_squares else scores
 
 
 @dataclass

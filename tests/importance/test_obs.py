@@ -6,16 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from slimkit.sparse.obs import collect_input_hessians, obs_prune, obs_prune_weight
+from slimkit.importance.obs import collect_input_hessians, obs_prune, obs_prune_weight
 
 D = torch.float64
 DAMP = 0.01
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is much faster on a shared machine (conftest restores the count)."""
-    torch.set_num_threads(1)
 
 
 def problem(seed: int, rows: int = 4, cols: int = 8, samples: int = 40):

@@ -8,8 +8,7 @@ from torch import nn
 
 import slimkit.utils.progress as progress_module
 from slimkit.methods import PruneOnce
-from slimkit.sparse.criteria import obd
-from slimkit.sparse.obs import obs_prune
+from slimkit.importance import ScoringInputs, obd, obs_prune
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +31,12 @@ def tiny():
 
 def test_obd_hessian_estimation_logs_at_most_ten_lines(caplog, capsys):
     model, layers, batches = tiny()
-    obd(model, layers, batches, num_batches=4, samples=5, progress="log")  # 20 Hessian-vector products
+    obd(model, layers, ScoringInputs(batches, num_batches=4, progress="log"), samples=5)  # 20 Hessian-vector products
     written = lines(caplog, "obd hessian")
     assert len(written) == 10
     assert written[-1].startswith("obd hessian: 20/20 hvps done (100%")
     caplog.clear()
-    obd(model, layers, batches, num_batches=4, estimator="fisher", samples=5, progress="none")
+    obd(model, layers, ScoringInputs(batches, num_batches=4, progress="none"), estimator="fisher", samples=5)
     assert caplog.records == [] and capsys.readouterr() == ("", "")
 
 

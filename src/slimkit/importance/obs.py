@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from slimkit.importance.scorer import check_batch, check_num_batches, model_device
 from slimkit.utils.progress import Progress, progress as show_progress
 
 _HINV_BUDGET = 1 << 24  # float64 elements of row-wise inverse Hessians held at once (128 MiB)
@@ -54,13 +55,11 @@ def _input_rows(layer: nn.Module, x: Tensor) -> Tensor:
 def _calibration_inputs(
     batches: Iterable[Sequence[Tensor]], num_batches: int, device: torch.device
 ) -> Iterator[Tensor]:
-    if not isinstance(num_batches, int) or num_batches < 1:
-        raise ValueError(f"num_batches must be a positive integer, got {num_batches!r}")
+    check_num_batches(num_batches)
     for index, batch in enumerate(batches):
         if index == num_batches:
             return
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            raise ValueError("a batch must be (inputs, targets) or (inputs, targets, indices)")
+        check_batch(batch)
         yield batch[0].to(device)
 
 
@@ -107,8 +106,7 @@ def collect_input_hessians(
 
     handles = [layer.register_forward_hook(hook_for(name, layer)) for name, layer in layers.items()]
     try:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
+        device = model_device(model)
         total = min(num_batches, len(batches)) if hasattr(batches, "__len__") else num_batches
         with Progress(total, "obs calibration", mode=progress, unit="batches") as task:
             count = _run_in_eval_mode(model, _calibration_inputs(batches, num_batches, device), task)
