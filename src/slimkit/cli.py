@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(slim, RunConfig, skip=("method", "sparsity", "init_from"))
     slim.set_defaults(func=cmd_slim)
 
-    from slimkit.structured.importance import CRITERIA
+    from slimkit.structured import CHANNEL_CRITERIA
 
     channels = sub.add_parser(
         "prune-channels", help="remove channels from a finished run's model (smaller, faster) and fine-tune",
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     channels.add_argument("--from", dest="source", required=True, metavar="FROM", help="finished run folder")
     channels.add_argument("--ratio", type=float, default=0.5, help="fraction of prunable channels removed (default: 0.5)")
-    channels.add_argument("--criterion", choices=CRITERIA, default="l1", help="channel importance (default: l1)")
+    channels.add_argument("--criterion", choices=CHANNEL_CRITERIA, default="l1", help="channel importance (default: l1)")
     channels.add_argument("--scope", choices=["local", "global"], default="local",
                           help="same ratio in every layer (local) or one threshold across layers (global)")
     channels.add_argument("--round-to", type=int, default=1, help="kept widths are multiples of this (default: 1)")

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from slimkit.structured.graph import ChannelGraph, build_graph
-from slimkit.structured.importance import select_units, unit_scores
+from slimkit.structured.importance import unit_scores
+from slimkit.structured.select import select_units
 from slimkit.structured.prune import remove_units
 
 

@@ -12,7 +12,8 @@ from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedW
 
 from slimkit.structured import build_graph, prune_channels
 from slimkit.structured.trace.registry import WIDTH_ATTRIBUTES
-from slimkit.structured.importance import select_units, unit_scores
+from slimkit.structured.importance import unit_scores
+from slimkit.structured.select import select_units
 from slimkit.structured.prune import remove_units
 from tests.structured.helpers import prune_and_compare, zero_units
 

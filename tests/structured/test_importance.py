@@ -4,7 +4,8 @@ from torch import nn
 
 from slimkit.importance import get_criterion, magnitude
 from slimkit.structured.graph import build_graph
-from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
+from slimkit.structured.importance import taylor_gradients, unit_scores
+from slimkit.structured.select import select_units
 
 
 class TwoLayers(nn.Module):
@@ -133,3 +134,28 @@ def test_channel_taylor_is_the_taylor_rule_reduced_per_unit():
     rule = get_criterion("taylor").per_tensor
     expected = _reduce_per_unit(graph, lambda o, q: rule(model.get_parameter(q).detach(), model.get_parameter(q).grad))
     assert torch.equal(unit_scores(graph, "taylor"), expected)
+
+
+def test_a_registered_per_tensor_criterion_prunes_channels():
+    """A user criterion with a per-tensor rule works by name in channel pruning, summed per unit."""
+    from slimkit.importance import register_criterion, unregister_criterion
+    from slimkit.structured import prune_channels
+
+    @register_criterion("squared_weight", per_tensor=lambda weight, grad: weight.square())
+    def squared_weight(model, layers, inputs):
+        return {name: layer.weight.detach().square() for name, layer in layers.items()}
+
+    try:
+        model = _model()
+        graph = build_graph(model, (1, 4, 4))
+        by_square = unit_scores(graph, "squared_weight")
+        assert not torch.equal(by_square, unit_scores(graph, "l1"))
+        pruned = prune_channels(model, (1, 4, 4), 0.5, criterion="squared_weight")
+        assert pruned.a.out_channels == 4
+        # unit i sums w_a[i]^2 + gamma[i]^2 = (i + 1)^2 + (8 - i)^2 (l1 ties every unit at 9):
+        # the outer channels 0, 1, 6, 7 score highest
+        torch.testing.assert_close(pruned.a.weight.flatten(), torch.tensor([1.0, 2.0, 7.0, 8.0]))
+    finally:
+        unregister_criterion("squared_weight")
+    with pytest.raises(ValueError, match="unknown channel criterion 'squared_weight'"):
+        prune_channels(_model(), (1, 4, 4), 0.5, criterion="squared_weight")

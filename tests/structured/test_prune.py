@@ -218,7 +218,8 @@ def test_a_pruned_model_that_no_longer_fits_together_is_reported():
     """The last guard of prune_channels: a graph that missed a dependency gives a clear error."""
     from slimkit.structured import build_graph
     from slimkit.structured.channels import ChannelGraphError
-    from slimkit.structured.importance import select_units, unit_scores
+    from slimkit.structured.importance import unit_scores
+    from slimkit.structured.select import select_units
     from slimkit.structured.prune import check_runs, remove_units
 
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))

@@ -9,7 +9,8 @@ from torch import nn
 
 from slimkit.structured import build_graph
 from slimkit.structured.trace.registry import WIDTH_ATTRIBUTES
-from slimkit.structured.importance import select_units, unit_scores
+from slimkit.structured.importance import unit_scores
+from slimkit.structured.select import select_units
 from slimkit.structured.prune import remove_units
 from tests.structured.helpers import randomize_norms, zero_units
 from tests.structured.test_functional import GroupNormed

@@ -13,11 +13,8 @@ from slimkit.sparse.masking import (
 )
 from slimkit.sparse.schemes import Scheme, make_scheme
 
-apply = apply_masks  # the short names of the public API
-remove = remove_masks
-
 __all__ = [
-    "ALLOCATIONS", "Scheme", "SparsityReport", "WeightMask", "allocate", "apply", "apply_masks",
+    "ALLOCATIONS", "Scheme", "SparsityReport", "WeightMask", "allocate", "apply_masks",
     "check_sparsity", "enforce_masks", "erk_share", "get_masks", "is_masked", "make_scheme",
-    "masked_layers", "original_weight", "remove", "remove_masks", "sparsity_report", "zero_optimizer_state",
+    "masked_layers", "original_weight", "remove_masks", "sparsity_report", "zero_optimizer_state",
 ]

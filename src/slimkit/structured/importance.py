@@ -1,26 +1,24 @@
-"""Channel importance and selection: which units of a ChannelGraph to remove.
+"""Channel importance: one score per unit of a ChannelGraph.
 
 A unit's score is a weight-level criterion of `slimkit.importance`, reduced over every tensor
 slice the unit owns (conv/linear rows and columns, norm scales), so coupled channels (a residual
-stream, a depthwise block) are judged as one. Selection is local (the same ratio in every group) or
-global (one threshold across groups), always capped so no group is emptied.
+stream, a depthwise block) are judged as one. `slimkit.structured.select` picks the units to remove.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from slimkit.importance import get_criterion
-from slimkit.structured.graph import ChannelGraph, ChannelGroup
+from slimkit.structured.graph import ChannelGraph
 
 
 @dataclass(frozen=True)
-class _ChannelCriterion:
+class ChannelCriterion:
     """A channel criterion as a reduction of a weight-level criterion's per-tensor rule."""
 
     weight_criterion: str  # the registry name whose per-tensor rule scores each tensor
@@ -29,15 +27,31 @@ class _ChannelCriterion:
     needs_grad: bool = False
 
 
-_CHANNEL_CRITERIA = {
-    "l1": _ChannelCriterion("magnitude"),
-    "l2": _ChannelCriterion("magnitude", root_sum_squares=True),
-    "bn_gamma": _ChannelCriterion("magnitude", norm_scales_only=True),
-    "taylor": _ChannelCriterion("taylor", needs_grad=True),
+BUILT_IN = {
+    "l1": ChannelCriterion("magnitude"),
+    "l2": ChannelCriterion("magnitude", root_sum_squares=True),
+    "bn_gamma": ChannelCriterion("magnitude", norm_scales_only=True),
+    "taylor": ChannelCriterion("taylor", needs_grad=True),
 }
-Criterion = Literal["l1", "l2", "bn_gamma", "taylor", "random"]
-CRITERIA: tuple[str, ...] = (*_CHANNEL_CRITERIA, "random")  # random: one draw per unit, no tensors
+CHANNEL_CRITERIA: tuple[str, ...] = (*BUILT_IN, "random")  # random: one draw per unit, no tensors
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def channel_criterion(name: str) -> ChannelCriterion | None:
+    """How channel criterion `name` scores units (None for random): a built-in one, or a criterion
+    registered in `slimkit.importance` with a per-tensor rule, summed per unit."""
+    if name == "random":
+        return None
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    try:
+        registered = get_criterion(name)
+    except ValueError:
+        registered = None
+    if registered is None or registered.per_tensor is None:
+        raise ValueError(f"unknown channel criterion '{name}'; choose one of {', '.join(CHANNEL_CRITERIA)}, or a "
+                         "criterion registered in slimkit.importance with a per_tensor rule")
+    return ChannelCriterion(name, needs_grad="batches" in registered.needs)
 
 
 def _is_norm_scale(graph: ChannelGraph, qualname: str) -> bool:
@@ -71,11 +85,9 @@ def unit_scores(graph: ChannelGraph, criterion: str, *, seed: int = 0) -> torch.
     (l1, l2, bn_gamma: magnitude; taylor: |w * grad|, gradients from `taylor_gradients`) and summed
     per unit (l2: square root of the summed squares). Buffers carry no importance.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown channel criterion '{criterion}'; choose one of {', '.join(CRITERIA)}")
-    if criterion == "random":
+    spec = channel_criterion(criterion)
+    if spec is None:
         return torch.rand(len(graph.uf.parent), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    spec = _CHANNEL_CRITERIA[criterion]
     rule = get_criterion(spec.weight_criterion).per_tensor
     if rule is None:
         raise ValueError(f"criterion '{spec.weight_criterion}' has no per-tensor rule to score channels with")
@@ -94,60 +106,3 @@ def unit_scores(graph: ChannelGraph, criterion: str, *, seed: int = 0) -> torch.
             raise ValueError(f"'{qualname}' has {per_index.numel()} slices along dim {dim}, graph says {roots.numel()}")
         scores.index_add_(0, roots, per_index)
     return scores.sqrt() if spec.root_sum_squares else scores
-
-
-@dataclass
-class Selection:
-    """The units to remove and, per group, how many were kept (for reports)."""
-
-    removed: set[int]
-    kept: dict[int, tuple[int, int]]  # group index -> (kept units, total units)
-
-
-def _keep_count(n: int, remove: int, min_keep: int, min_keep_fraction: float, round_to: int) -> int:
-    keep = max(n - remove, min_keep, math.ceil(min_keep_fraction * n), 1)
-    if round_to > 1:
-        keep = math.ceil(keep / round_to) * round_to
-    return min(keep, n)
-
-
-def select_units(
-    groups: Sequence[ChannelGroup],
-    scores: torch.Tensor,
-    prune_ratio: float,
-    *,
-    scope: Literal["local", "global"] = "local",
-    normalize: bool = True,
-    min_keep: int = 1,
-    min_keep_fraction: float = 0.0,
-    round_to: int = 1,
-) -> Selection:
-    """Lowest-scored units: `prune_ratio` of each group (local) or of all units (global threshold).
-
-    Global scores are divided by their group's mean when `normalize` (so wide or deep-summed groups
-    are not favoured); BN-gamma, Network Slimming's criterion, is compared raw.
-    """
-    if not 0 < prune_ratio < 1:
-        raise ValueError(f"prune_ratio must be in (0, 1), got {prune_ratio}")
-    if scope not in ("local", "global"):
-        raise ValueError(f"scope must be 'local' or 'global', got {scope!r}")
-    if round_to < 1 or min_keep < 1 or not 0 <= min_keep_fraction < 1:
-        raise ValueError("round_to and min_keep must be >= 1 and min_keep_fraction in [0, 1)")
-    per_group = [scores[g.units] for g in groups]
-    if scope == "global":
-        normed = [s / s.mean().clamp_min(1e-12) if normalize else s for s in per_group]
-        flat = torch.cat(normed) if normed else torch.zeros(0)
-        k = int(prune_ratio * flat.numel())
-        threshold = flat.kthvalue(k).values if k > 0 else -math.inf
-        wanted = [int((s <= threshold).sum()) for s in normed]
-    else:
-        wanted = [int(prune_ratio * len(g.units)) for g in groups]
-    removed: set[int] = set()
-    kept: dict[int, tuple[int, int]] = {}
-    for i, (group, s, want) in enumerate(zip(groups, per_group, wanted)):
-        n = len(group.units)
-        keep = _keep_count(n, want, min_keep, min_keep_fraction, round_to)
-        order = torch.argsort(s, stable=True)
-        removed.update(group.units[order[: n - keep]].tolist())
-        kept[i] = (keep, n)
-    return Selection(removed, kept)

@@ -11,7 +11,8 @@ from torch import nn
 
 from slimkit.structured.channels import ChannelGraphError
 from slimkit.structured.graph import ChannelGraph, build_graph
-from slimkit.structured.importance import select_units, taylor_gradients, unit_scores
+from slimkit.structured.importance import channel_criterion, taylor_gradients, unit_scores
+from slimkit.structured.select import select_units
 from slimkit.structured.rescale import apply_query_scales, rescale_attention_queries
 from slimkit.structured.resize import replace_tensors, sync_width_attributes
 from slimkit.structured.trace.capture import example_inputs
@@ -76,11 +77,12 @@ def prune_channels(
     if not 0 < prune_ratio < 1:
         raise ValueError(f"prune_ratio must be in (0, 1), got {prune_ratio}")
     example_inputs(inputs)  # validates the shape before any work
+    spec = channel_criterion(criterion)  # an unknown name fails before tracing
     graph = build_graph(model, inputs, leaf_modules=leaf_modules, ignored_layers=ignored_layers)
     saved_grads = {name: p.grad for name, p in model.named_parameters()}
-    if criterion == "taylor":
+    if spec is not None and spec.needs_grad:
         if batch is None:
-            raise ValueError("criterion 'taylor' needs batch=(inputs, targets)")
+            raise ValueError(f"criterion '{criterion}' needs batch=(inputs, targets)")
         was_training = model.training
         taylor_gradients(model.eval(), batch, loss_fn)
         model.train(was_training)
