@@ -219,7 +219,7 @@ def _fit_recording(method, model):
 
 
 def test_dsr_split_is_proportional_exact_and_capped():
-    from slimkit.methods.dst import _split_by_share
+    from slimkit.methods.dst.dsr import _split_by_share
 
     split = _split_by_share(10, {"a": 3.0, "b": 1.0}, {"a": 100, "b": 100})
     assert split == {"a": 8, "b": 2} or split == {"a": 7, "b": 3}
