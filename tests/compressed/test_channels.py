@@ -7,7 +7,7 @@ from torch import nn
 
 from slimkit.compressed import (
     ChannelConv2d, ChannelLinear, apply_mutation, choose_mutation, compress, compressed_layers, decompress,
-    prepare_for_loading,
+    importance_of, prepare_for_loading,
 )
 from slimkit.runs.config import make_config
 from slimkit.export import ModelFileError, load_model
@@ -146,7 +146,7 @@ def test_mutation_moves_whole_channels_with_their_optimizer_state(dim):
     before_momentum = torch.zeros(shape).flatten()
     before_momentum[layer.linear_indices()] = optimizer.state[layer.values]["momentum_buffer"]
     before_units = layer.units().clone()
-    importance = layer.unit_importance(0.0)
+    importance = importance_of(layer, 0.0)
     keep = len(before_units) - 1
     survivors, grown = choose_mutation(before_units, importance, keep, len(before_units), layer.unit_count, g)
     apply_mutation(layer, survivors, grown, optimizer)

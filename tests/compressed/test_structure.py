@@ -1,9 +1,7 @@
 import pytest
 import torch
 
-from slimkit.compressed.structure import (
-    check_structure, first_occurrences, from_linear, sample_absent, to_linear, transpose,
-)
+from slimkit.compressed.structure import check_structure, from_linear, to_linear, transpose
 
 
 def _random_structure(rows, cols, density, seed=0):
@@ -51,26 +49,3 @@ def test_bad_structures_are_named(change, message):
     crow, col = change(*from_linear(linear, (5, 8)))
     with pytest.raises(ValueError, match=message):
         check_structure(crow, col, (5, 8))
-
-
-def test_first_occurrences_keeps_draw_order():
-    assert first_occurrences(torch.tensor([5, 3, 5, 1, 3, 7])).tolist() == [5, 3, 1, 7]
-
-
-def test_sample_absent_is_distinct_free_and_uniform():
-    exclude = torch.arange(0, 100, 2)  # even positions taken
-    g = torch.Generator().manual_seed(0)
-    counts = torch.zeros(100)
-    for _ in range(400):
-        grown = sample_absent(10, 100, exclude, g)
-        assert len(grown) == 10 and len(set(grown.tolist())) == 10
-        assert not torch.isin(grown, exclude).any()
-        counts[grown] += 1
-    odd = counts[1::2]
-    assert counts[0::2].sum() == 0
-    assert odd.min() > 40 and odd.max() < 120  # expected 80 each
-
-
-def test_sample_absent_refuses_impossible_growth():
-    with pytest.raises(ValueError, match="only 2 of 10"):
-        sample_absent(3, 10, torch.arange(8), torch.Generator())

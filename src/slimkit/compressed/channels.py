@@ -15,14 +15,13 @@ with the density, and mutation can still grow any removed channel back.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit.compressed.layers import CompressedLayer, conv_output_size, conv_repr
-from slimkit.compressed.units import closest_unit_count
+from slimkit.sparse.units import ChannelUnits
 
 
 def check_channels(channels: Tensor, count: int, values: int, unit_size: int) -> None:
@@ -49,6 +48,7 @@ class ChannelLayer(CompressedLayer):
             raise ValueError(f"a channel layer keeps output (dim 0) or input (dim 1) channels, got dim={dim!r}")
         self.dim = dim
         super().__init__(weight_shape, values, bias)
+        self.unit_view = ChannelUnits(self.weight_shape, dim)
         check_channels(channels, self.unit_count, values.numel(), self.unit_size)
         self.register_buffer("channels", channels.clone())
 
@@ -57,17 +57,9 @@ class ChannelLayer(CompressedLayer):
         return f"channel{self.dim}"
 
     @property
-    def unit_count(self) -> int:
-        return self.weight_shape[self.dim]
-
-    @property
-    def unit_size(self) -> int:
-        return self.weight_numel // self.unit_count
-
-    @property
     def inner(self) -> int:
         """Weights per (output, input) channel pair: kh * kw for a conv, 1 for a Linear."""
-        return math.prod(self.weight_shape[2:])
+        return self.unit_view.inner
 
     def kept_weight(self) -> Tensor:
         """The kept channels' weights, shaped like a (smaller) weight of this layer."""
@@ -90,22 +82,7 @@ class ChannelLayer(CompressedLayer):
         return self.channels
 
     def linear_indices(self) -> Tensor:
-        channels = self.channels
-        if self.dim == 0:
-            return (channels[:, None] * self.unit_size + torch.arange(self.unit_size, device=channels.device)).flatten()
-        rows = torch.arange(self.weight_shape[0], device=channels.device)[:, None, None] * self.matrix_shape[1]
-        starts = (channels * self.inner)[None, :, None]
-        return (rows + starts + torch.arange(self.inner, device=channels.device)).flatten()
-
-    def _unit_rows(self, tensor: Tensor) -> Tensor:
-        """A values-shaped tensor as (kept channels, weights per channel)."""
-        if self.dim == 0:
-            return tensor.view(-1, self.unit_size)
-        return tensor.view(self.weight_shape[0], -1, self.inner).transpose(0, 1).reshape(-1, self.unit_size)
-
-    def kept_units(self, density: float) -> int:
-        """The channel scheme's count: the whole channels closest to round(density * numel)."""
-        return closest_unit_count(round(density * self.weight_numel), self.unit_size, self.unit_count)
+        return self.unit_view.positions(self.channels)
 
     def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
         if self.dim == 0:

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from slimkit.compressed.channels import ChannelConv2d, ChannelLinear
-from slimkit.compressed.layers import CompressedConv2d, CompressedLayer, CompressedLinear, UnitRule
+from slimkit.compressed.layers import CompressedConv2d, CompressedLayer, CompressedLinear
 from slimkit.sparse.masking import apply_masks, is_masked, original_weight
+from slimkit.sparse.schemes import Scheme
 
 log = logging.getLogger("slimkit")
 
@@ -25,16 +26,16 @@ LAYOUTS = ("csr", "channel0", "channel1")
 
 
 def _build(module: nn.Module, weight: torch.Tensor, mask: torch.Tensor, layout: str,
-           unit_rule: UnitRule | None = None) -> CompressedLayer:
+           scheme: Scheme | None = None) -> CompressedLayer:
     """The compressed form of a Linear / Conv2d `module` keeping `weight` at `mask`."""
     linear = isinstance(module, nn.Linear)
     if layout == "csr":
         layer = (CompressedLinear.from_linear if linear else CompressedConv2d.from_conv)(module, weight, mask)
-        if unit_rule is not None:
-            layer.use_units(unit_rule)
+        if scheme is not None:
+            layer.use_units(scheme.units(tuple(weight.shape)))
         return layer
-    if unit_rule is not None:
-        raise ValueError(f"unit rules apply to the csr layout, not {layout!r}")
+    if scheme is not None:
+        raise ValueError(f"a scheme's units apply to the csr layout; {layout!r} layers keep whole channels")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown compressed layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     dim = int(layout[-1])
@@ -71,15 +72,15 @@ def swap_parameter(optimizer: torch.optim.Optimizer | None, old: torch.Tensor, n
 @torch.no_grad()
 def compress(
     model: nn.Module, layers: Iterable[str] | None = None, optimizer: torch.optim.Optimizer | None = None,
-    *, layout: str = "csr", unit_rule: UnitRule | None = None,
+    *, layout: str = "csr", scheme: Scheme | None = None,
 ) -> dict[str, CompressedLayer]:
     """Compress the named layers (default: every masked layer that can be) into `layout`; returns
     the new modules.
 
     A masked layer keeps exactly its mask's positions, zeros included (a weight regrown at zero is
     still part of the network); a plain layer keeps its nonzero weights. The channel layouts need
-    masks of whole channels; `unit_rule` (`slimkit.compressed.units`) makes CSR mutation keep the
-    scheme's units whole (block row segments, pattern kernels); the mask must consist of them.
+    masks of whole channels; `scheme` makes CSR mutation keep that scheme's units whole (block row
+    segments, pattern kernels: `Scheme.units`); the mask must consist of them.
     """
     modules = dict(model.named_modules())
     if layers is None:
@@ -103,7 +104,7 @@ def compress(
         if not bool(mask.any()):
             raise ValueError(f"layer '{name}' has no kept weight: a compressed layer needs at least one")
         try:
-            built[name] = _build(module, module.weight.detach(), mask, layout, unit_rule)
+            built[name] = _build(module, module.weight.detach(), mask, layout, scheme)
         except ValueError as exc:
             raise ValueError(f"layer '{name}': {exc}") from None
         built[name].train(module.training)

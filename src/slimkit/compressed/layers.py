@@ -17,10 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit.compressed.functional import csr_matmul
-from slimkit.compressed.structure import check_structure, choose_mutation, from_linear, to_linear, transpose
-from slimkit.compressed.units import PatternUnits, SegmentUnits
-
-UnitRule = SegmentUnits | PatternUnits
+from slimkit.compressed.structure import check_structure, from_linear, to_linear, transpose
+from slimkit.sparse.units import SegmentUnits, UnitView
 
 
 class CompressedLayer(nn.Module, ABC):
@@ -28,11 +26,15 @@ class CompressedLayer(nn.Module, ABC):
     `values` Parameter (in the order of their positions in the flattened weight, so gradients and
     optimizer state are that size too) and the bias.
 
-    Subclasses say how kept weights are laid out and multiplied, and what a *unit* is: the
-    smallest group of weights that mutation keeps, drops or grows together (for CSR layers a
-    weight, a row segment or a pattern kernel, see `units.py`; for channel layers a channel).
-    Prune-and-grow works on units, so it never builds a tensor of the dense weight's size.
+    Subclasses say how kept weights are laid out and multiplied. What a *unit* is (the smallest
+    group of weights that mutation keeps, drops or grows together) and how many a density keeps
+    is the sparsity scheme's `unit_view` (`slimkit.sparse.units`): for CSR layers a weight, a row
+    segment or a pattern kernel; for channel layers a channel. Prune-and-grow works on units, so
+    it never builds a tensor of the dense weight's size.
     """
+
+    #: the scheme's units of this layer's weight (set by subclasses)
+    unit_view: UnitView
 
     #: the storage layout, recorded in model files so loading rebuilds the same layer kind
     layout: str = ""
@@ -65,35 +67,25 @@ class CompressedLayer(nn.Module, ABC):
 
     @abstractmethod
     def units(self) -> Tensor:
-        """Sorted int64 ids of the kept units."""
+        """Sorted int64 ids of the kept units (ids of `unit_view`)."""
 
     @property
-    @abstractmethod
     def unit_count(self) -> int:
         """Number of units in the full weight."""
+        return self.unit_view.count
 
-    @abstractmethod
     def kept_units(self, density: float) -> int:
-        """Units kept at `density`: the same rounding as the layout's sparsity scheme."""
+        """Units kept at `density`: the scheme's rounding."""
+        return self.unit_view.kept(density)
 
     @property
-    @abstractmethod
     def unit_size(self) -> int:
         """Weights per unit."""
+        return self.unit_view.size
 
-    def choose_units(self, importance: Tensor, keep: int, total: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """(survivor slots into units(), grown unit ids): keep the `keep` most important units and
-        grow random absent ones up to `total`."""
-        return choose_mutation(self.units(), importance, keep, total, self.unit_count, generator)
-
-    def _unit_rows(self, tensor: Tensor) -> Tensor:
-        """A values-shaped tensor as (kept units, weights per unit)."""
-        return tensor.view(-1, self.unit_size)
-
-    def unit_importance(self, grad_weight: float) -> Tensor:
-        """MEST's |w| + λ|g| per kept unit, averaged over its weights (the kept weights'
-        gradients are all a layer has)."""
-        return self._unit_rows(self.value_importance(grad_weight)).mean(1)
+    def unit_means(self, tensor: Tensor) -> Tensor:
+        """A values-shaped tensor averaged over each kept unit's weights, in units() order."""
+        return self.unit_view.unit_rows(tensor).mean(1)
 
     def regroup(self, tensor: Tensor, survivors: Tensor, grown: int, order: Tensor) -> Tensor:
         """A values-shaped `tensor` for the units `survivors` (slots into units()) followed by
@@ -120,13 +112,6 @@ class CompressedLayer(nn.Module, ABC):
 
     def count_nonzero(self) -> int:
         return int((self.values != 0).sum())
-
-    def value_importance(self, grad_weight: float) -> Tensor:
-        """|w| + λ|g| per kept weight."""
-        importance = self.values.detach().abs()
-        if grad_weight and self.values.grad is not None:
-            importance = importance + grad_weight * self.values.grad.detach().abs()
-        return importance
 
     def dense_weight(self) -> Tensor:
         """The full weight as a dense tensor: for conversion and export only, never in training."""
@@ -175,7 +160,7 @@ class CsrLayer(CompressedLayer):
     def __init__(self, weight_shape: tuple[int, ...], crow: Tensor, col: Tensor, values: Tensor, bias: Tensor | None):
         super().__init__(weight_shape, values, bias)
         check_structure(crow, col, self.matrix_shape, values.numel())
-        self.unit_rule: UnitRule = SegmentUnits(1)
+        self.unit_view: UnitView = SegmentUnits(self.weight_shape, 1)
         self.register_buffer("crow_indices", crow.clone())
         self.register_buffer("col_indices", col.clone())
         for name in ("t_crow", "t_col", "t_perm"):  # derived: not saved
@@ -207,32 +192,21 @@ class CsrLayer(CompressedLayer):
     def linear_indices(self) -> Tensor:
         return to_linear(self.crow_indices, self.col_indices, self.matrix_shape[1])
 
-    # ---- units: the rule set by the scheme (single weights by default) -------------------
-    def use_units(self, rule: UnitRule) -> None:
-        """Mutate by `rule` (aligned row segments for the block scheme, pattern kernels for the
-        pattern scheme); raises unless the kept weights already form such units."""
-        rule.check(self.linear_indices(), self.weight_shape)
-        self.unit_rule = rule
-
-    @property
-    def unit_size(self) -> int:
-        return self.unit_rule.size
+    # ---- units: the scheme's (single weights by default) -----------------------------------
+    def use_units(self, view: UnitView) -> None:
+        """Mutate by the units of `view` (a scheme's `units(weight_shape)`: aligned row segments
+        for the block scheme, pattern kernels for the pattern scheme); raises unless the kept
+        weights already form such units."""
+        if view.shape != self.weight_shape:
+            raise ValueError(f"a units view of shape {view.shape} for a weight of shape {self.weight_shape}")
+        view.check(self.linear_indices())
+        self.unit_view = view
 
     def units(self) -> Tensor:
-        return self.unit_rule.ids(self.linear_indices())
-
-    @property
-    def unit_count(self) -> int:
-        return self.unit_rule.count(self.weight_numel, self.weight_shape)
-
-    def kept_units(self, density: float) -> int:
-        return self.unit_rule.kept(density, self.weight_numel, self.weight_shape)
-
-    def choose_units(self, importance: Tensor, keep: int, total: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return self.unit_rule.choose(self.units(), importance, keep, total, self.weight_shape, generator)
+        return self.unit_view.ids(self.linear_indices())
 
     def set_units(self, units: Tensor, values: Tensor, *, keep_parameter: bool = True) -> None:
-        self.set_linear(self.unit_rule.positions(units), values, keep_parameter=keep_parameter)
+        self.set_linear(self.unit_view.positions(units), values, keep_parameter=keep_parameter)
 
     def matmul(self, dense: Tensor) -> Tensor:
         """(weight as rows x cols) @ dense (cols x N)."""

@@ -1,8 +1,10 @@
-"""Prune-and-grow on kept units, never on dense-shaped tensors.
+"""Prune-and-grow on compressed layers, never on dense-shaped tensors.
 
-A unit is what a layer's layout keeps or removes together: one weight (CSR, and masked layers
-under the unstructured scheme) or one channel (channel layers). The same two steps serve every
-case, so a masked unstructured run and a compressed one with the same seed make the same mutations:
+A unit is what the sparsity scheme keeps or removes together (`Scheme.units`): one weight (CSR,
+and masked layers under the unstructured scheme), an aligned row segment or a pattern kernel
+(CSR under the block or pattern scheme) or one channel (channel layers). Which units survive
+and which grow is the scheme's units view's choice (`UnitView.choose`); this module scores the
+kept units and rebuilds a layer with the result:
 
 1. keep the `keep` most important active units (ties: lower position first);
 2. grow `total - keep` units drawn uniformly among the inactive ones, never one dropped in
@@ -16,7 +18,7 @@ from torch import Tensor
 
 from slimkit.compressed.convert import swap_parameter
 from slimkit.compressed.layers import CompressedLayer
-from slimkit.compressed.structure import choose_mutation, kept_count  # noqa: F401 (re-exported)
+from slimkit.sparse.units import choose_mutation, kept_count  # noqa: F401 (re-exported)
 
 
 @torch.no_grad()
@@ -36,6 +38,16 @@ def apply_mutation(layer: CompressedLayer, survivors: Tensor, grown: Tensor,
     swap_parameter(optimizer, old, layer.values, remap)
 
 
+def mest_importance(weight: Tensor, grad: Tensor | None, grad_weight: float) -> Tensor:
+    """MEST's importance |w| + λ|g| per weight, from the gradients of the active weights only
+    (for a masked layer its masked weight and the original's gradient; for a compressed one its
+    kept values and their gradient, all it has)."""
+    importance = weight.detach().abs()
+    if grad_weight and grad is not None:
+        importance = importance + grad_weight * grad.detach().abs()
+    return importance
+
+
 def importance_of(layer: CompressedLayer, grad_weight: float) -> Tensor:
-    """MEST's |w| + λ|g| per kept unit of a compressed layer."""
-    return layer.unit_importance(grad_weight)
+    """MEST's |w| + λ|g| per kept unit of a compressed layer, averaged over the unit's weights."""
+    return layer.unit_means(mest_importance(layer.values, layer.values.grad, grad_weight))
