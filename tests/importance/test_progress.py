@@ -57,7 +57,7 @@ def test_obs_logs_its_calibration_pass_and_layer_solves(caplog, capsys):
 def test_synflow_iterations(mode, caplog, capsys):
     model, _, _ = tiny()
     method = PruneOnce(model, sparsity=0.9, criterion="synflow", input_shape=(6,), synflow_iterations=40,
-                       progress_mode=mode)
+                       progress=mode)
     method.bind(None, 10)  # prunes now
     written = lines(caplog, "synflow")
     if mode == "log":

@@ -107,7 +107,7 @@ def test_a_registered_criterion_prunes_by_name_through_prune_once(registered):
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
     data = [(torch.randn(5, 6), torch.randint(0, 4, (5,)))]
     method = PruneOnce(model, sparsity=0.5, criterion="first_rows", batches=data, num_batches=1,
-                       allocation="uniform", progress_mode="none", seed=1)
+                       allocation="uniform", progress="none", seed=1)
     method.bind(None, total_steps=10)
     assert seen["inputs"].batches is data and seen["inputs"].progress == "none"
     masks = get_masks(model)

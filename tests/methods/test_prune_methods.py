@@ -188,7 +188,7 @@ def test_obd_estimator_choice_reaches_the_criterion():
         reference.load_state_dict(model.state_dict())
         batches = list(make_loaders(SPLITS, 64).train)[:1]
         method = PruneOnce(model, sparsity=0.8, criterion="obd", obd_estimator=estimator, batches=batches,
-                           progress_mode="none", seed=3)
+                           progress="none", seed=3)
         layers = {name: reference.get_submodule(name) for name in method.layers}
         inputs = ScoringInputs(batches, progress="none", generator=method_generator(3, "criterion"))
         scores = obd(reference, layers, inputs, estimator=estimator)

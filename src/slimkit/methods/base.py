@@ -250,7 +250,8 @@ class SparsityMethod(Callback):
         return masks
 
     @property
-    def progress(self) -> float:
+    def training_fraction(self) -> float:
+        """The fraction of the run's steps done (schedules are written in it)."""
         return self.steps_done / self.total_steps if self.total_steps else 0.0
 
     # ---- checkpointing -----------------------------------------------------------------------

@@ -40,10 +40,10 @@ class GradualMagnitude(SparsityMethod):
         self.initial_sparsity, self.start, self.end, self.prune_every = initial_sparsity, start, end, prune_every
         self.applied = 0.0
 
-    def target(self, progress: float) -> float:
-        if progress <= self.start:
+    def target(self, fraction: float) -> float:
+        if fraction <= self.start:
             return self.initial_sparsity
-        t = min((progress - self.start) / (self.end - self.start), 1.0)
+        t = min((fraction - self.start) / (self.end - self.start), 1.0)
         return self.sparsity + (self.initial_sparsity - self.sparsity) * (1.0 - t) ** 3
 
     def initialize(self) -> None:
@@ -53,8 +53,8 @@ class GradualMagnitude(SparsityMethod):
             self._prune(self.initial_sparsity)
 
     def update(self) -> None:
-        target = self.target(self.progress)
-        due = self.steps_done % self.prune_every == 0 or self.progress >= self.end
+        target = self.target(self.training_fraction)
+        due = self.steps_done % self.prune_every == 0 or self.training_fraction >= self.end
         if due and target > self.applied:
             self._prune(target)
 

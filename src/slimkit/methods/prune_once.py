@@ -16,6 +16,7 @@ from torch import nn
 from slimkit.importance import ScoringInputs, get_criterion, magnitude, obs_prune, synflow, synflow_schedule
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
 from slimkit.utils.progress import progress as show_progress
+from slimkit.utils.renamed import take_renamed
 
 
 class PruneOnce(SparsityMethod):
@@ -34,9 +35,10 @@ class PruneOnce(SparsityMethod):
         obd_estimator: str = "hutchinson",
         seed: int = 0,
         rescale_init: bool = False,
-        progress_mode: str | None = None,
+        progress: str | None = None,
         **kwargs: Any,
     ) -> None:
+        progress = take_renamed(kwargs, "progress_mode", "progress", progress, None, "PruneOnce")
         self.criterion_name = criterion
         self.criterion = None if criterion == "obs" else get_criterion(criterion)
         if criterion == "obs" and kwargs.get("scheme", "unstructured") != "unstructured":
@@ -53,19 +55,19 @@ class PruneOnce(SparsityMethod):
         self.obd_estimator = obd_estimator
         self.rescale_init = rescale_init  # random pruning at init: the static control of dynamic sparse training
         # Display of the scoring passes (see slimkit.utils.progress); None: the trainer's config.progress.
-        self.progress_mode = progress_mode
+        self.progress = progress
 
     def on_train_start(self, trainer) -> None:
         if self.batches is None:
             self.batches = trainer.loaders.train
-        if self.progress_mode is None:
-            self.progress_mode = trainer.config.progress
+        if self.progress is None:
+            self.progress = trainer.config.progress
         super().on_train_start(trainer)
 
     def initialize(self) -> None:
         if self.sparsity == 0.0:
             return
-        mode = self.progress_mode or "auto"
+        mode = self.progress or "auto"
         if self.criterion_name == "synflow":
             # Iterative pruning with an exponential schedule: scores are recomputed under the masks so far.
             schedule = synflow_schedule(1.0 - self.sparsity, self.synflow_iterations)

@@ -34,7 +34,7 @@ class Inspector(Callback):
     def on_step_end(self, trainer, step):
         masks = {n: m.clone() for n, m in get_masks(trainer.model).items()}
         method = self.method
-        targets = method.targets(method.progress) if not method.finished else None
+        targets = method.targets(method.training_fraction) if not method.finished else None
         expected = method.densities(targets[0] if targets else method.sparsity)
         for name, module in method.layers.items():
             if name not in method.dense_layers:  # a dense layer is outside the scheme

@@ -55,3 +55,15 @@ def test_rigl_in_a_user_loop_needs_the_batch():
     method.bind(None, total_steps=10)
     with pytest.raises(ValueError, match="observe"):
         method.step()
+
+
+def test_python_names_match_the_config_keys_and_old_names_still_work():
+    """RigL takes zeta and every rate-scheduled method mutation_stop, as the recipe key and the
+    CLI flag say; RigL's alpha= and stop= keep working with a DeprecationWarning."""
+    model = SmallConvNet()
+    new = RigL(model, sparsity=0.8, zeta=0.2, mutation_stop=0.5)
+    with pytest.warns(DeprecationWarning, match=r"RigL\(alpha=\.\.\.\) is now RigL\(zeta=\.\.\.\)"):
+        old = RigL(SmallConvNet(), sparsity=0.8, alpha=0.2, stop=0.5)
+    assert (old.zeta, old.mutation_stop) == (new.zeta, new.mutation_stop) == (0.2, 0.5)
+    with pytest.raises(TypeError, match="both alpha= and its new name zeta="):
+        RigL(SmallConvNet(), sparsity=0.8, alpha=0.2, zeta=0.1)

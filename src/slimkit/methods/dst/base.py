@@ -64,8 +64,8 @@ class DynamicSparseTraining(SparsityMethod, ABC):
 
     # ---- schedule ----------------------------------------------------------------------------
     @abstractmethod
-    def targets(self, progress: float) -> tuple[float, float] | None:
-        """(train sparsity, prune sparsity) for an update at `progress`, or None to stop mutating."""
+    def targets(self, fraction: float) -> tuple[float, float] | None:
+        """(train sparsity, prune sparsity) for an update at training `fraction`, or None to stop mutating."""
 
     def initial_sparsity(self) -> float:
         first = self.targets(0.0)
@@ -89,7 +89,7 @@ class DynamicSparseTraining(SparsityMethod, ABC):
     def update(self) -> None:
         if self.finished:
             return
-        targets = self.targets(self.progress)
+        targets = self.targets(self.training_fraction)
         if targets is None:
             self._settle()
             return

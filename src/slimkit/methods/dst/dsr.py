@@ -10,6 +10,7 @@ from torch import nn
 
 from slimkit.methods.dst.base import DynamicSparseTraining, check_fraction
 from slimkit.sparse.masking import get_masks
+from slimkit.utils.renamed import take_renamed
 
 
 def _split_by_share(total: int, shares: dict[str, float], caps: dict[str, int]) -> dict[str, int]:
@@ -53,20 +54,22 @@ class DSR(DynamicSparseTraining):
 
     def __init__(
         self, model: nn.Module, *, sparsity: float, mutation_rate: float = 0.2, threshold: float = 1e-3,
-        tolerance: float = 0.1, stop: float = 0.75, **kw: Any,
+        tolerance: float = 0.1, mutation_stop: float = 0.75, **kw: Any,
     ) -> None:
-        check_fraction("mutation rate", mutation_rate)
-        check_fraction("stop", stop)
+        mutation_stop = take_renamed(kw, "stop", "mutation_stop", mutation_stop, 0.75, "DSR")
+        check_fraction("mutation_rate", mutation_rate)
+        check_fraction("mutation_stop", mutation_stop)
         if threshold <= 0 or not 0 < tolerance < 1:
             raise ValueError(f"DSR needs threshold > 0 and tolerance in (0, 1), got {threshold}, {tolerance}")
         scheme = kw.get("scheme", "unstructured")
         if getattr(scheme, "name", scheme) != "unstructured":
             raise ValueError("DSR reallocates single weights across layers: use the unstructured scheme")
         super().__init__(model, sparsity=sparsity, grad_weight=0.0, **kw)
-        self.mutation_rate, self.threshold, self.tolerance, self.stop = mutation_rate, threshold, tolerance, stop
+        self.mutation_rate, self.threshold, self.tolerance = mutation_rate, threshold, tolerance
+        self.mutation_stop = mutation_stop
 
-    def targets(self, progress: float) -> tuple[float, float] | None:
-        return None if progress >= self.stop else (self.sparsity, self.sparsity)
+    def targets(self, fraction: float) -> tuple[float, float] | None:
+        return None if fraction >= self.mutation_stop else (self.sparsity, self.sparsity)
 
     def mutate(self, train_sparsity: float, prune_sparsity: float) -> None:
         masks = get_masks(self.model)

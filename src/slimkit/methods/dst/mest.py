@@ -18,17 +18,21 @@ from torch import nn
 
 from slimkit.methods.dst.base import DynamicSparseTraining, check_fraction
 from slimkit.methods.dst.schedules import Phase, RateSchedule, check_phases, phase_targets
+from slimkit.utils.renamed import take_renamed
 
 
 class MEST(RateSchedule):
-    """Vanilla MEST: a constant mutation rate (fraction of active weights) until `stop`."""
+    """Vanilla MEST: a constant mutation rate (fraction of active weights) until `mutation_stop`."""
 
-    def __init__(self, model: nn.Module, *, sparsity: float, mutation_rate: float = 0.2, stop: float = 0.75, **kw):
-        check_fraction("mutation rate", mutation_rate)
+    def __init__(
+        self, model: nn.Module, *, sparsity: float, mutation_rate: float = 0.2, mutation_stop: float = 0.75, **kw
+    ):
+        mutation_stop = take_renamed(kw, "stop", "mutation_stop", mutation_stop, 0.75, type(self).__name__)
+        check_fraction("mutation_rate", mutation_rate)
         self.mutation_rate = mutation_rate
-        super().__init__(model, sparsity=sparsity, stop=stop, **kw)
+        super().__init__(model, sparsity=sparsity, mutation_stop=mutation_stop, **kw)
 
-    def rate_at(self, progress: float) -> float:
+    def rate_at(self, fraction: float) -> float:
         return self.mutation_rate
 
 
@@ -40,5 +44,5 @@ class PhasedMEST(DynamicSparseTraining):
         self.phases = phases
         super().__init__(model, sparsity=sparsity, **kw)
 
-    def targets(self, progress: float) -> tuple[float, float] | None:
-        return phase_targets(self.phases, progress)
+    def targets(self, fraction: float) -> tuple[float, float] | None:
+        return phase_targets(self.phases, fraction)

@@ -58,33 +58,33 @@ def check_phases(phases: list[Phase]) -> None:
                 raise ValueError(f"phase sparsities must be in [0, 1), got {p}")
 
 
-def phase_targets(phases: list[Phase], progress: float) -> tuple[float, float] | None:
-    """(train sparsity, prune sparsity) of the phase `progress` is in, or None after the last."""
+def phase_targets(phases: list[Phase], fraction: float) -> tuple[float, float] | None:
+    """(train sparsity, prune sparsity) of the phase the training `fraction` is in, or None after the last."""
     for phase in phases:
-        if progress < phase.end:
+        if fraction < phase.end:
             return phase.train_sparsity, phase.prune_sparsity
     return None
 
 
-def cosine_decay(rate: float, progress: float, stop: float) -> float:
-    """`rate` decayed along half a cosine, from `rate` at the start to zero at `stop`."""
-    return rate * 0.5 * (1.0 + math.cos(math.pi * progress / stop))
+def cosine_decay(rate: float, fraction: float, stop: float) -> float:
+    """`rate` decayed along half a cosine, from `rate` at the start to zero at the training fraction `stop`."""
+    return rate * 0.5 * (1.0 + math.cos(math.pi * fraction / stop))
 
 
 class RateSchedule(DynamicSparseTraining, ABC):
-    """Each update prunes `rate_at(progress)` of the active weights beyond the target and regrows
-    to it, until `stop` (a fraction of training); then the masks settle at the target."""
+    """Each update prunes `rate_at(fraction)` of the active weights beyond the target and regrows
+    to it, until `mutation_stop` (a fraction of training); then the masks settle at the target."""
 
-    def __init__(self, model: nn.Module, *, sparsity: float, stop: float, **kw) -> None:
-        check_fraction("stop", stop)
+    def __init__(self, model: nn.Module, *, sparsity: float, mutation_stop: float, **kw) -> None:
+        check_fraction("mutation_stop", mutation_stop)
         super().__init__(model, sparsity=sparsity, **kw)
-        self.stop = stop
+        self.mutation_stop = mutation_stop
 
     @abstractmethod
-    def rate_at(self, progress: float) -> float:
-        """Fraction of the active weights that mutate in an update at `progress`."""
+    def rate_at(self, fraction: float) -> float:
+        """Fraction of the active weights that mutate in an update at training `fraction`."""
 
-    def targets(self, progress: float) -> tuple[float, float] | None:
-        if progress >= self.stop:
+    def targets(self, fraction: float) -> tuple[float, float] | None:
+        if fraction >= self.mutation_stop:
             return None
-        return self.sparsity, self.sparsity + self.rate_at(progress) * (1.0 - self.sparsity)
+        return self.sparsity, self.sparsity + self.rate_at(fraction) * (1.0 - self.sparsity)

@@ -19,19 +19,21 @@ from slimkit.methods.dst.schedules import RateSchedule, cosine_decay
 from slimkit.methods.mutation import grow_by_gradient
 from slimkit.sparse.masking import masked_layers, original_weight
 from slimkit.utils import distributed
+from slimkit.utils.renamed import take_renamed
 
 
 class SET(RateSchedule):
     """SET: drop the smallest magnitudes, grow at random; zeta * (1 + cos(pi t)) / 2 of the active
-    weights mutate at progress t, until `stop`."""
+    weights mutate at training fraction t, until `mutation_stop`."""
 
-    def __init__(self, model: nn.Module, *, sparsity: float, zeta: float = 0.3, stop: float = 0.75, **kw):
+    def __init__(self, model: nn.Module, *, sparsity: float, zeta: float = 0.3, mutation_stop: float = 0.75, **kw):
+        mutation_stop = take_renamed(kw, "stop", "mutation_stop", mutation_stop, 0.75, type(self).__name__)
         check_fraction("zeta (mutation rate)", zeta)
         self.zeta = zeta
-        super().__init__(model, sparsity=sparsity, stop=stop, grad_weight=0.0, **kw)
+        super().__init__(model, sparsity=sparsity, mutation_stop=mutation_stop, grad_weight=0.0, **kw)
 
-    def rate_at(self, progress: float) -> float:
-        return cosine_decay(self.zeta, progress, self.stop)
+    def rate_at(self, fraction: float) -> float:
+        return cosine_decay(self.zeta, fraction, self.mutation_stop)
 
 
 class RigL(RateSchedule):
@@ -47,18 +49,21 @@ class RigL(RateSchedule):
     random_growth = False
 
     def __init__(
-        self, model: nn.Module, *, sparsity: float, alpha: float = 0.3, stop: float = 0.75,
+        self, model: nn.Module, *, sparsity: float, zeta: float = 0.3, mutation_stop: float = 0.75,
         update_every: int | None = 100, loss_fn: nn.Module | None = None, **kw: Any,
     ) -> None:
-        check_fraction("alpha (mutation rate)", alpha)
-        self.alpha = alpha
-        super().__init__(model, sparsity=sparsity, stop=stop, grad_weight=0.0, update_every=update_every, **kw)
+        zeta = take_renamed(kw, "alpha", "zeta", zeta, 0.3, "RigL")  # the RigL paper's alpha
+        mutation_stop = take_renamed(kw, "stop", "mutation_stop", mutation_stop, 0.75, "RigL")
+        check_fraction("zeta (mutation rate)", zeta)
+        self.zeta = zeta
+        super().__init__(model, sparsity=sparsity, mutation_stop=mutation_stop, grad_weight=0.0,
+                         update_every=update_every, **kw)
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._dense_grads: dict[str, torch.Tensor] = {}
 
-    def rate_at(self, progress: float) -> float:
-        return cosine_decay(self.alpha, progress, self.stop)
+    def rate_at(self, fraction: float) -> float:
+        return cosine_decay(self.zeta, fraction, self.mutation_stop)
 
     def observe(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         self._batch = (inputs, targets)
