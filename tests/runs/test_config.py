@@ -54,3 +54,30 @@ def test_every_recipe_in_the_repo_is_valid():
     assert recipes
     for recipe in recipes:
         assert isinstance(load_config(recipe), RunConfig)
+
+
+def test_run_config_is_composed_of_sections_that_validate_themselves():
+    import inspect
+
+    from pydantic import ValidationError
+
+    from slimkit.efficiency.settings import DataEfficiencySettings
+    from slimkit.methods import DSR, MEST, SET, DynamicSparseTraining, RigL
+    from slimkit.methods.dst.settings import DSTSettings
+    from slimkit.methods.gradual import GradualSettings
+    from slimkit.methods.imp import IMPSettings
+    from slimkit.methods.prune_once import PruneOnceSettings
+    from slimkit.train import TrainConfig
+
+    sections = (TrainConfig, PruneOnceSettings, GradualSettings, IMPSettings, DSTSettings, DataEfficiencySettings)
+    for section in sections:
+        assert issubclass(RunConfig, section)
+    owned = [name for section in sections for name in section.model_fields]
+    assert len(owned) == len(set(owned)), "a key belongs to one section"
+    with pytest.raises(ValidationError, match="gmp_start"):
+        GradualSettings(gmp_start=0.8, gmp_end=0.5)
+    with pytest.raises(ValidationError, match="only apply with data_efficient"):
+        DataEfficiencySettings(stats_epochs=3)
+    # the dynamic sparse training keys are the methods' own keyword names
+    keywords = set().union(*(inspect.signature(cls).parameters for cls in (MEST, SET, RigL, DSR, DynamicSparseTraining)))
+    assert set(DSTSettings.model_fields) <= keywords

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field, model_validator
 from torch import nn
 
 from slimkit.importance import magnitude
 from slimkit.methods.base import SparsityMethod
 from slimkit.sparse.allocation import check_sparsity
+from slimkit.train.config import StrictModel
 
 
 class GradualMagnitude(SparsityMethod):
@@ -68,3 +70,17 @@ class GradualMagnitude(SparsityMethod):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.applied = float(state["applied"])
+
+
+class GradualSettings(StrictModel):
+    """The run-config section of gradual magnitude pruning (`method: gmp`)."""
+
+    gmp_start: float = Field(0.0, ge=0, lt=1, description="gmp: fraction of training where pruning starts")
+    gmp_end: float = Field(0.75, gt=0, le=1, description="gmp: fraction of training where the final sparsity is reached")
+    prune_every: int = Field(100, ge=1, description="gmp: steps between mask updates")
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> GradualSettings:
+        if self.gmp_start >= self.gmp_end:
+            raise ValueError(f"gmp_start ({self.gmp_start}) must come before gmp_end ({self.gmp_end})")
+        return self

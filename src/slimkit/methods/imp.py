@@ -10,12 +10,16 @@ that epoch. The control re-initialises the surviving weights randomly instead of
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from slimkit.importance import magnitude
 from slimkit.sparse.allocation import Allocation, allocate, check_sparsity
 from slimkit.sparse.schemes import Scheme
+from slimkit.train.config import StrictModel
 
 
 def round_sparsity(final_sparsity: float, round_index: int, rounds: int) -> float:
@@ -41,3 +45,21 @@ def magnitude_masks(
         else scheme.make_mask(scores[name], densities[name])
         for name in layers
     }
+
+
+class IMPSettings(StrictModel):
+    """The run-config section of iterative magnitude pruning (`method: imp`)."""
+
+    imp_rounds: int = Field(5, ge=1, description="imp: pruning rounds after the dense round")
+    imp_sparsities: list[float] = Field(
+        [], description="imp: the sparsity after each round (overrides the geometric schedule; last = sparsity)"
+    )
+    rewind_epoch: int = Field(0, ge=0, description="imp: epoch of round 0 whose weights later rounds rewind to")
+    imp_reinit: Literal["rewind", "random"] = Field("rewind", description="imp: rewind, or random re-init (control)")
+
+    @model_validator(mode="after")
+    def _schedule_increases(self) -> IMPSettings:
+        steps = self.imp_sparsities
+        if steps and (steps != sorted(set(steps)) or not 0 < steps[0] or not steps[-1] < 1):
+            raise ValueError(f"imp_sparsities must increase from above 0 to below 1 (the target sparsity), got {steps}")
+        return self

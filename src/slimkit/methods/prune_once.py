@@ -9,12 +9,14 @@ in OBC, Frantar & Alistarh 2022, which also updates the surviving weights to com
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
+from pydantic import Field
 from torch import nn
 
 from slimkit.importance import ScoringInputs, get_criterion, magnitude, obs_prune, synflow, synflow_schedule
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
+from slimkit.train.config import StrictModel
 from slimkit.utils.progress import progress as show_progress
 from slimkit.utils.renamed import take_renamed
 
@@ -96,3 +98,13 @@ class PruneOnce(SparsityMethod):
         if self.batches is None and needs_data:
             raise ValueError(f"criterion '{self.criterion_name}' needs data: pass batches=")
         return self.batches
+
+
+class PruneOnceSettings(StrictModel):
+    """The run-config section of one-shot pruning (`method`: a criterion name, or obs)."""
+
+    prune_batches: int = Field(1, ge=1, description="batches scored by data-driven criteria (snip, grasp)")
+    synflow_iterations: int = Field(100, ge=1, description="synflow pruning iterations")
+    obd_estimator: Literal["hutchinson", "fisher"] = Field(
+        "hutchinson", description="obd: Hessian diagonal estimator (Hutchinson, or the empirical Fisher)"
+    )

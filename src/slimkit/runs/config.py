@@ -1,5 +1,6 @@
-"""The run configuration: one flat, strictly validated set of keys. YAML recipes and CLI flags are
-two spellings of the same keys (`batch_size:` in YAML is `--batch-size` on the command line)."""
+"""The run configuration: one flat, strictly validated set of keys, composed of sections (the
+training loop's, each method's, data efficiency's). YAML recipes and CLI flags are two spellings of
+the same keys (`batch_size:` in YAML is `--batch-size` on the command line)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from slimkit.train.config import TrainConfig
+from slimkit.efficiency.settings import DataEfficiencySettings
+from slimkit.methods.dst.settings import DSTSettings
+from slimkit.methods.gradual import GradualSettings
+from slimkit.methods.imp import IMPSettings
+from slimkit.methods.prune_once import PruneOnceSettings
+from slimkit.train.config import StrictModel, TrainConfig
 
 
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range; names the key."""
 
 
-class RunConfig(TrainConfig):
+class RunSettings(StrictModel):
+    """What a run trains on and how sparse: model, data, method, scheme, allocation, outputs."""
+
     model: str = Field("lenet5", description="model name (see `slimkit models`) or tv:<torchvision name>")
     model_options: dict[str, Any] = Field({}, description="extra model arguments, e.g. {shortcut: B}")
     data: str = Field("fashion-mnist", description="dataset name (see `slimkit datasets`)")
@@ -40,33 +48,10 @@ class RunConfig(TrainConfig):
     scheme_options: dict[str, Any] = Field({}, description="scheme arguments, e.g. {block: [8, 1], prune: cols}")
     allocation: Literal["uniform", "erk", "global"] = Field("uniform", description="how sparsity is spread over layers")
     dense_layers: list[str] = Field([], description="layers kept dense (e.g. the first conv)")
-    prune_batches: int = Field(1, ge=1, description="batches scored by data-driven criteria (snip, grasp)")
-    synflow_iterations: int = Field(100, ge=1, description="synflow pruning iterations")
-    obd_estimator: Literal["hutchinson", "fisher"] = Field(
-        "hutchinson", description="obd: Hessian diagonal estimator (Hutchinson, or the empirical Fisher)"
-    )
-    gmp_start: float = Field(0.0, ge=0, lt=1, description="gmp: fraction of training where pruning starts")
-    gmp_end: float = Field(0.75, gt=0, le=1, description="gmp: fraction of training where the final sparsity is reached")
-    prune_every: int = Field(100, ge=1, description="gmp: steps between mask updates")
-    imp_rounds: int = Field(5, ge=1, description="imp: pruning rounds after the dense round")
-    imp_sparsities: list[float] = Field(
-        [], description="imp: the sparsity after each round (overrides the geometric schedule; last = sparsity)"
-    )
-    rewind_epoch: int = Field(0, ge=0, description="imp: epoch of round 0 whose weights later rounds rewind to")
-    imp_reinit: Literal["rewind", "random"] = Field("rewind", description="imp: rewind, or random re-init (control)")
-    update_every: int | None = Field(
-        None, ge=1, description="dynamic sparse training: steps between mask updates (default: 3% of training)"
-    )
-    mutation_rate: float = Field(0.2, gt=0, lt=1, description="mest, dsr: fraction of active weights mutated per update")
-    zeta: float = Field(
-        0.3, gt=0, lt=1, description="set, rigl: initial fraction of active weights mutated (cosine-decayed)"
-    )
-    grad_weight: float = Field(0.0, ge=0, description="mest: importance = |w| + grad_weight * |grad| (active weights)")
     rescale_init: bool = Field(
         True, description="dynamic sparse training and random pruning at init: scale each unit's kept initial "
         "weights by sqrt(fan-in / kept fan-in), so a sparse net without BatchNorm still passes signal at high sparsity",
     )
-    mutation_stop: float = Field(0.75, gt=0, le=1, description="mest, set: fraction of training where mutation stops")
     latency_batch_size: int = Field(1, ge=1, description="batch size of the latency measurement in metrics.json")
     tensorboard: bool = Field(
         False, description="also log per-epoch scalars (losses, accuracies, lr, density, weights moved) to "
@@ -77,67 +62,37 @@ class RunConfig(TrainConfig):
         "and time shrink with density); auto = compressed where it is measured faster: the large Linear layers of "
         "unstructured mest/set runs at high sparsity, and every layer of channel-scheme mest/set runs",
     )
-    data_efficient: bool = Field(
-        False, description="two-phase training: forgetting statistics for stats_epochs on all data, then the "
-        "remaining epochs without the least-forgotten examples (remove_forgetting_le or remove_fraction)",
-    )
-    stats_epochs: int | None = Field(None, ge=1, description="data_efficient: epochs of the statistics phase")
-    remove_forgetting_le: int | None = Field(
-        None, ge=0, description="data_efficient: drop learned examples forgotten at most this many times"
-    )
-    remove_fraction: float | None = Field(
-        None, gt=0, lt=1, description="data_efficient: drop this fraction of the least-forgotten examples"
-    )
-    forgetting_stats: bool = Field(
-        False, description="record forgetting statistics over the whole run and remove nothing (Toneva 'all epochs')"
-    )
+
+
+# Sections listed last-first: pydantic orders fields from the last base to the first, so config.yaml
+# and `--help` read training loop, run, then each method's section.
+class RunConfig(
+    DataEfficiencySettings, DSTSettings, IMPSettings, GradualSettings, PruneOnceSettings, RunSettings, TrainConfig
+):
+    """Every setting of a run. The training loop's settings (`TrainConfig`) and each method's are a
+    section of their own, defined and validated beside the code they configure; the keys stay flat,
+    so a recipe key, a CLI flag and a Python keyword are one name (`zeta` = `--zeta` = `RigL(zeta=)`)."""
 
     @model_validator(mode="after")
-    def _method_needs_sparsity(self) -> RunConfig:
+    def _sections_agree(self) -> RunConfig:
+        """Rules that join this config's own keys with a method's section."""
         if self.method == "dense" and self.sparsity > 0:
             raise ValueError("sparsity > 0 needs a sparse method (e.g. --method gmp)")
         if self.method != "dense" and self.sparsity == 0:
             raise ValueError(f"method '{self.method}' needs a sparsity > 0 (e.g. --sparsity 0.9)")
         steps = self.imp_sparsities
-        if steps and (steps != sorted(set(steps)) or not 0 < steps[0] or abs(steps[-1] - self.sparsity) > 1e-12):
+        if steps and abs(steps[-1] - self.sparsity) > 1e-12:
             raise ValueError(f"imp_sparsities must increase from above 0 to the target sparsity {self.sparsity}")
         if self.method == "imp" and self.rewind_epoch >= self.epochs:
             raise ValueError(f"rewind_epoch ({self.rewind_epoch}) must be before the last epoch ({self.epochs})")
-        if self.gmp_start >= self.gmp_end:
-            raise ValueError(f"gmp_start ({self.gmp_start}) must come before gmp_end ({self.gmp_end})")
-        return self
-
-    @model_validator(mode="after")
-    def _data_efficiency_is_consistent(self) -> RunConfig:
-        """Every data-efficiency mistake that can be seen before training is reported here."""
-        rules = {"stats_epochs": self.stats_epochs, "remove_forgetting_le": self.remove_forgetting_le,
-                 "remove_fraction": self.remove_fraction}
-        if not self.data_efficient:
-            given = [key for key, value in rules.items() if value is not None]
-            if given:
-                raise ValueError(f"{', '.join(given)} only apply with data_efficient (--data-efficient)")
-            if self.forgetting_stats and self.method == "imp":
-                raise ValueError("forgetting_stats is not supported with method imp (one tracker per round is not built)")
-            return self
-        if self.forgetting_stats:
-            raise ValueError("data_efficient and forgetting_stats exclude each other: data_efficient already "
-                             "records statistics during its stats_epochs; forgetting_stats records the whole run")
-        if self.method == "imp":
-            raise ValueError("data_efficient is not supported with method imp (its rounds retrain from rewound weights)")
-        if self.stats_epochs is None:
-            raise ValueError("data_efficient needs stats_epochs (e.g. --stats-epochs 10)")
-        if self.stats_epochs >= self.epochs:
+        if self.method == "imp" and (self.data_efficient or self.forgetting_stats):
+            what = "data_efficient" if self.data_efficient else "forgetting_stats"
+            why = ("its rounds retrain from rewound weights" if self.data_efficient
+                   else "one tracker per round is not built")
+            raise ValueError(f"{what} is not supported with method imp ({why})")
+        if self.data_efficient and self.stats_epochs >= self.epochs:
             raise ValueError(f"stats_epochs ({self.stats_epochs}) must be shorter than the run (epochs={self.epochs}), "
                              "or nothing is left to train on the subset")
-        if (self.remove_forgetting_le is None) == (self.remove_fraction is None):
-            raise ValueError("data_efficient needs exactly one of remove_forgetting_le and remove_fraction")
-        most = self.stats_epochs // 2  # a forgetting event needs a correct and a later incorrect presentation
-        if self.remove_forgetting_le is not None and self.remove_forgetting_le >= most:
-            raise ValueError(
-                f"remove_forgetting_le ({self.remove_forgetting_le}) would remove every learned example: in "
-                f"stats_epochs={self.stats_epochs} epochs an example is forgotten at most {most} times; "
-                f"use a threshold below {most} or a longer statistics phase"
-            )
         return self
 
 

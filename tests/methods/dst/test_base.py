@@ -72,8 +72,8 @@ def test_same_seed_same_masks():
 @pytest.mark.parametrize(
     "build,message",
     [
-        (lambda m: MEST(m, sparsity=0.9, mutation_rate=0.0), "mutation rate"),
-        (lambda m: MEST(m, sparsity=0.9, mutation_rate=1.0), "mutation rate"),
+        (lambda m: MEST(m, sparsity=0.9, mutation_rate=0.0), "mutation_rate"),
+        (lambda m: MEST(m, sparsity=0.9, mutation_rate=1.0), "mutation_rate"),
         (lambda m: MEST(m, sparsity=0.9, update_every=0), "update interval"),
         (lambda m: SET(m, sparsity=0.9, zeta=1.5), "zeta"),
         (lambda m: PhasedMEST(m, sparsity=0.9, phases=[Phase(0.7, 0.9, 0.92), Phase(0.5, 0.9, 0.91)]), "ends before it starts"),
