@@ -88,7 +88,7 @@ def test_every_scheme_and_allocation_hits_the_target_and_never_drifts(scheme, al
 def test_gradual_follows_the_cubic_schedule_and_ends_exactly():
     torch.manual_seed(0)
     model = SmallConvNet()
-    method = GradualMagnitude(model, sparsity=0.9, start=0.0, end=0.5, prune_every=2)
+    method = GradualMagnitude(model, sparsity=0.9, gmp_start=0.0, gmp_end=0.5, prune_every=2)
     assert method.target(0.0) == 0.0 and method.target(0.5) == pytest.approx(0.9)
     assert method.target(0.25) == pytest.approx(0.9 * (1 - 0.5**3))
     trainer = _train(model, method, epochs=2)

@@ -62,7 +62,7 @@ def test_run_config_is_composed_of_sections_that_validate_themselves():
     from pydantic import ValidationError
 
     from slimkit.efficiency.settings import DataEfficiencySettings
-    from slimkit.methods import DSR, MEST, SET, DynamicSparseTraining, RigL
+    from slimkit.methods import DSR, MEST, SET, DynamicSparseTraining, GradualMagnitude, RigL
     from slimkit.methods.dst.settings import DSTSettings
     from slimkit.methods.gradual import GradualSettings
     from slimkit.methods.imp import IMPSettings
@@ -78,6 +78,7 @@ def test_run_config_is_composed_of_sections_that_validate_themselves():
         GradualSettings(gmp_start=0.8, gmp_end=0.5)
     with pytest.raises(ValidationError, match="only apply with data_efficient"):
         DataEfficiencySettings(stats_epochs=3)
-    # the dynamic sparse training keys are the methods' own keyword names
+    # the method keys are the methods' own keyword names
     keywords = set().union(*(inspect.signature(cls).parameters for cls in (MEST, SET, RigL, DSR, DynamicSparseTraining)))
     assert set(DSTSettings.model_fields) <= keywords
+    assert set(GradualSettings.model_fields) <= set(inspect.signature(GradualMagnitude).parameters)

@@ -20,3 +20,11 @@ def test_prune_once_progress_mode_is_now_progress():
     with pytest.warns(DeprecationWarning, match="progress"):
         method = PruneOnce(SmallConvNet(), sparsity=0.5, progress_mode="none")
     assert method.progress == "none"
+
+
+def test_gradual_start_end_are_now_gmp_start_gmp_end():
+    from slimkit.methods import GradualMagnitude
+
+    with pytest.warns(DeprecationWarning, match="gmp_start"):
+        method = GradualMagnitude(SmallConvNet(), sparsity=0.5, start=0.1, end=0.6)
+    assert (method.start, method.end) == (0.1, 0.6)

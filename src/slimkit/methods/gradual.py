@@ -2,7 +2,7 @@
 
 Sparsity rises from `initial_sparsity` to `sparsity` along the cubic schedule
     s(t) = s_f + (s_i - s_f) * (1 - (t - t_start) / (t_end - t_start))^3
-with masks recomputed from weight magnitudes every `prune_every` steps between `start` and `end`
+with masks recomputed from weight magnitudes every `prune_every` steps between `gmp_start` and `gmp_end`
 (fractions of training), then held fixed while training finishes.
 """
 
@@ -17,6 +17,7 @@ from slimkit.importance import magnitude
 from slimkit.methods.base import SparsityMethod
 from slimkit.sparse.allocation import check_sparsity
 from slimkit.train.config import StrictModel
+from slimkit.utils.renamed import take_renamed
 
 
 class GradualMagnitude(SparsityMethod):
@@ -26,14 +27,16 @@ class GradualMagnitude(SparsityMethod):
         *,
         sparsity: float,
         initial_sparsity: float = 0.0,
-        start: float = 0.0,
-        end: float = 0.75,
+        gmp_start: float = 0.0,
+        gmp_end: float = 0.75,
         prune_every: int = 100,
         **kwargs: Any,
     ) -> None:
+        start = take_renamed(kwargs, "start", "gmp_start", gmp_start, 0.0, "GradualMagnitude")
+        end = take_renamed(kwargs, "end", "gmp_end", gmp_end, 0.75, "GradualMagnitude")
         check_sparsity(initial_sparsity)
         if not 0.0 <= start < end <= 1.0:
-            raise ValueError(f"gradual pruning needs 0 <= start < end <= 1, got start={start}, end={end}")
+            raise ValueError(f"gradual pruning needs 0 <= gmp_start < gmp_end <= 1, got {start} and {end}")
         if prune_every < 1:
             raise ValueError(f"prune_every must be >= 1 step, got {prune_every}")
         if initial_sparsity > sparsity:

@@ -61,7 +61,7 @@ def build_method(config: RunConfig, model: nn.Module, info: DatasetInfo) -> Spar
     )
     if config.method == "gmp":
         return GradualMagnitude(
-            model, start=config.gmp_start, end=config.gmp_end, prune_every=config.prune_every, **common
+            model, gmp_start=config.gmp_start, gmp_end=config.gmp_end, prune_every=config.prune_every, **common
         )
     dst = dict(update_every=config.update_every, seed=config.seed, rescale_init=config.rescale_init, **common)
     if config.method == "mest":
