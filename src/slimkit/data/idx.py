@@ -110,7 +110,8 @@ def parse_idx(raw: np.ndarray, ndim: int, origin: Path) -> np.ndarray:
         raise DatasetFileError(f"{origin} is truncated: it ends inside its {header_len}-byte header")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(ndim))
     if 0 in dims:
-        raise DatasetFileError(f"{origin} holds no data: its header gives the shape {dims} (0 examples)")
+        count = " (0 examples)" if dims[0] == 0 else ""
+        raise DatasetFileError(f"{origin} holds no data: its header gives the shape {dims}{count}")
     expected, found = math.prod(dims), raw.size - header_len
     if found < expected:
         raise DatasetFileError(
