@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 
-def write_idx(folder: Path, n_train: int = 20, n_test: int = 10, size: int = 28, gz: bool = False) -> Path:
+def write_idx(
+    folder: Path, n_train: int = 20, n_test: int = 10, size: int = 28, gz: bool = False, seed: int = 0
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)

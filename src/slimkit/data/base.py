@@ -5,11 +5,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing; the message lists them and says how to get them."""
+
+
+class DatasetFileError(ValueError):
+    """A dataset file exists but cannot be used (unreadable, truncated, malformed, labels out of
+    range). A ValueError, so the CLI prints its one-line message, which names the file."""
+
+
+def check_labels(labels: np.ndarray | torch.Tensor, num_classes: int, origin: str) -> None:
+    """Refuse labels outside 0..num_classes-1 at load time: later they would index past the
+    model's outputs (an IndexError or a CUDA assert deep in training) or silently mean nothing."""
+    values = labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    bad = np.flatnonzero((values < 0) | (values >= num_classes))
+    if bad.size:
+        first = int(bad[0])
+        raise DatasetFileError(
+            f"{origin}: label {values[first]} of example {first} is outside 0..{num_classes - 1} "
+            f"({bad.size} such labels); this dataset has {num_classes} classes"
+        )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from slimkit.data import sources
-from slimkit.data.base import DataSplits, DatasetInfo, TensorSplit, channel_stats
+from slimkit.data.base import DataSplits, DatasetInfo, TensorSplit, channel_stats, check_labels
 from slimkit.data.loader import Augmentation, BatchLoader
 
 Reader = Callable[..., tuple[TensorSplit, TensorSplit]]
@@ -90,6 +90,8 @@ def load_dataset(name: str, *, data_dir=None, val_fraction: float = 0.0, split_s
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     train, test = spec.read(data_dir)
+    for split_name, split in (("training", train), ("test", test)):  # every reader, whatever it checked itself
+        check_labels(split.targets, spec.num_classes, f"dataset '{name}' ({split_name} split)")
     mean, std = channel_stats(train)
     info = DatasetInfo(name, tuple(train.inputs.shape[1:]), spec.num_classes, mean, std)
     val = None
