@@ -18,9 +18,11 @@ Both functions work on row-major operands laid out as the kernels want them:
 
 Shapes and dtypes are checked here, in Python. The native kernels also check every index: the
 row offsets before the product, the column indices as they read them (clamped, so an index out
-of range is never read through, and the call then raises). A bad structure is a ValueError,
-never a crash. torch.sparse does not check, which is why layers check their structure when it
-is built or loaded (`structure.check_structure`).
+of range is never read through, and the call then raises). torch.sparse reads through any
+index, so the fallback checks the same before building its sparse tensor (once per unchanged
+structure: `_CheckedIndices`). A bad structure is a ValueError, never a crash, on every path.
+Layers also check their whole structure (sorted columns too) when it is built or loaded
+(`structure.check_structure`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import os
 import platform
 import sys
 import threading
+import weakref
 from pathlib import Path
 from types import ModuleType
 
@@ -175,7 +178,60 @@ def _native(*tensors: Tensor) -> ModuleType | None:
     return _load()
 
 
+class _CheckedIndices:
+    """The index tensors the torch.sparse path has checked, with the version they had then: a
+    compressed layer runs three products per training step on a structure that rarely changes,
+    and on CUDA each check waits for the device. An entry holds only weak references (a new
+    tensor that reuses a freed one's id is checked again) and is stale once either tensor is
+    written in place (its version counter moves)."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = capacity
+        self._entries: dict[tuple[int, int, int], tuple] = {}
+
+    @staticmethod
+    def _state(crow: Tensor, col: Tensor) -> tuple:
+        return crow._version, col._version, crow.data_ptr(), col.data_ptr()
+
+    def holds(self, crow: Tensor, col: Tensor, cols: int) -> bool:
+        entry = self._entries.get((id(crow), id(col), cols))
+        return entry is not None and entry[0]() is crow and entry[1]() is col and entry[2] == self._state(crow, col)
+
+    def add(self, crow: Tensor, col: Tensor, cols: int) -> None:
+        if len(self._entries) >= self.capacity:
+            self._entries.clear()
+        self._entries[(id(crow), id(col), cols)] = (weakref.ref(crow), weakref.ref(col), self._state(crow, col))
+
+
+_checked_indices = _CheckedIndices()
+
+
+def _check_index_contents(crow: Tensor, col: Tensor, cols: int) -> None:
+    """For the torch.sparse path: what the native kernels check in C++ before reading through an
+    index (torch's CSR kernels read through any index, out of bounds included). Row offsets must
+    run from 0 to nnz without decreasing and every column lie in [0, cols): O(rows + nnz) on the
+    tensors' device, one wait for it, and none for a structure already checked unchanged."""
+    if _checked_indices.holds(crow, col, cols):
+        return
+    nnz = col.numel()
+    offsets_bad = (crow[0] != 0) | (crow[-1] != nnz) | (crow[1:] < crow[:-1]).any()
+    columns_bad = ((col < 0) | (col >= cols)).any()
+    if not bool(offsets_bad | columns_bad):
+        _checked_indices.add(crow, col, cols)
+        return
+    if bool(crow[0] != 0) or bool(crow[-1] != nnz):
+        raise ValueError(f"crow_indices must run from 0 to the number of column indices ({nnz}), "
+                         f"got {int(crow[0])} ... {int(crow[-1])}")
+    if bool(offsets_bad):
+        raise ValueError("crow_indices must be non-decreasing")
+    raise ValueError(f"col_indices out of range: every index must lie in [0, {cols}), "
+                     f"got [{int(col.min())}, {int(col.max())}]")
+
+
 def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """The torch.sparse view of a structure, checked first (torch's own check would run on every
+    call and is skipped: `check_invariants=False`)."""
+    _check_index_contents(crow, col, shape[1])
     return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
