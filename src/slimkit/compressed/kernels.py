@@ -3,7 +3,9 @@
 The native kernels (`csrc/csr_kernels.cpp`) are a C++ extension compiled on first use with
 `torch.utils.cpp_extension.load` and cached under `$SLIMKIT_CACHE/extensions` (default
 `~/.cache/slimkit/extensions`), one folder per torch version, source, flags and CPU, so a later
-process loads it in well under a second. The first build takes some tens of seconds.
+process loads it in well under a second. The first build takes some tens of seconds. A cached
+library is loaded only from folders and files of the current user that no one else can write,
+and only when it matches the size and sha256 recorded after its build (`extension_cache`).
 
 If the build cannot run (no C++ compiler or ninja) or fails, one warning is logged and every
 product goes through torch.sparse instead, which is what CUDA tensors and dtypes other than
@@ -40,6 +42,8 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
+
+from slimkit.compressed import extension_cache
 
 log = logging.getLogger("slimkit")
 
@@ -91,14 +95,7 @@ def _flag_sets() -> list[tuple[list[str], list[str]]]:
 
 
 def _build(cflags: list[str], ldflags: list[str]) -> ModuleType:
-    # torch.utils.cpp_extension logs a CUDA_HOME notice on import on machines without CUDA.
-    notices = logging.getLogger("torch.utils.cpp_extension")
-    level = notices.level
-    notices.setLevel(logging.ERROR)
-    try:
-        from torch.utils import cpp_extension
-    finally:
-        notices.setLevel(level)
+    """The extension for these flags: a verified cached build, else a fresh one (recorded)."""
     source = SOURCE.read_bytes()
     key = hashlib.sha256(
         b"\0".join(
@@ -107,10 +104,32 @@ def _build(cflags: list[str], ldflags: list[str]) -> ModuleType:
                          os.environ.get("CXX", ""), _cpu_identity())
         )
     ).hexdigest()[:16]
-    build_dir = _cache_root() / "extensions" / f"csr_kernels-torch{torch.__version__.replace('+', '_')}-{key}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if not (build_dir / f"{_MODULE_NAME}.so").exists() and not (build_dir / f"{_MODULE_NAME}.pyd").exists():
+    name = f"csr_kernels-torch{torch.__version__.replace('+', '_')}-{key}"
+    build_dir = extension_cache.build_folder(_cache_root(), name)
+    with extension_cache.locked(build_dir):
+        library = extension_cache.verified_library(build_dir)
+        if library is not None:
+            return extension_cache.import_library(library)
+        if any(build_dir.iterdir()):  # not a finished, recorded build (killed halfway, truncated, edited)
+            log.info("rebuilding slimkit's native CSR kernels in %s: the cached build is incomplete or "
+                     "does not match its record", build_dir)
+            extension_cache.clear(build_dir)
         log.info("building slimkit's native CSR kernels in %s (first use: some tens of seconds)", build_dir)
+        module = _compile(build_dir, cflags, ldflags)
+        extension_cache.record_library(Path(module.__file__))
+        return module
+
+
+def _compile(build_dir: Path, cflags: list[str], ldflags: list[str]) -> ModuleType:
+    """Compile the source in `build_dir` and import it (torch.utils.cpp_extension)."""
+    # torch.utils.cpp_extension logs a CUDA_HOME notice on import on machines without CUDA.
+    notices = logging.getLogger("torch.utils.cpp_extension")
+    level = notices.level
+    notices.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        notices.setLevel(level)
     return cpp_extension.load(
         name=_MODULE_NAME, sources=[str(SOURCE)], extra_cflags=cflags, extra_ldflags=ldflags,
         build_directory=str(build_dir), verbose=False,
