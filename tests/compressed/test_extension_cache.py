@@ -6,6 +6,7 @@ compiler and the importer are replaced by fakes that record what they were asked
 import logging
 import os
 import stat
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from slimkit.compressed import extension_cache, kernels
 
 FLAGS = (["-O3"], [])
+_real_private_group = extension_cache.private_group  # the fixture below replaces it
 
 
 def _mode(path):
@@ -23,6 +25,9 @@ def _mode(path):
 def _fresh_state(monkeypatch):
     monkeypatch.setattr(extension_cache, "_warned", set())
     monkeypatch.setattr(extension_cache, "_private_root", None)
+    # Whether the test folders' group is the user's private one depends on the machine: by
+    # default, a group is someone else's too.
+    monkeypatch.setattr(extension_cache, "private_group", lambda gid, uid: False)
 
 
 @pytest.fixture
@@ -98,6 +103,30 @@ def test_a_folder_others_can_write_is_refused(builds, tmp_path, caplog, writable
     assert tmp_path / "cache" not in private.parents and _mode(private.parent) == 0o700
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(target) in warnings[0] and "writable by other users" in warnings[0]
+
+
+def test_group_write_is_fine_when_the_group_is_yours_alone(builds, tmp_path, monkeypatch):
+    """Debian/Ubuntu users have their own group and umask 002: their folders are group-writable."""
+    kernels._build(*FLAGS)
+    folder = builds.compiled[0]
+    for path in (tmp_path / "cache", folder.parent, folder, folder / "slimkit_csr_kernels.so"):
+        path.chmod(_mode(path) | stat.S_IWGRP)
+    monkeypatch.setattr(extension_cache, "private_group", lambda gid, uid: True)
+    assert kernels._build(*FLAGS).origin == "cache"
+
+
+@pytest.mark.parametrize(
+    "group_name, members, gid, expected",
+    [("ada", [], 1000, True), ("ada", ["ada"], 1000, True), ("ada", ["bob"], 1000, False),
+     ("staff", [], 1000, False), ("ada", [], 50, False)],
+)
+def test_private_group_means_the_users_own_group(monkeypatch, group_name, members, gid, expected):
+    users = {1000: SimpleNamespace(pw_name="ada", pw_gid=1000)}
+    groups = {gid: SimpleNamespace(gr_name=group_name, gr_mem=members)}
+    monkeypatch.setitem(sys.modules, "pwd", SimpleNamespace(getpwuid=users.__getitem__))
+    monkeypatch.setitem(sys.modules, "grp", SimpleNamespace(getgrgid=groups.__getitem__))
+    assert _real_private_group(gid, 1000) is expected
+    assert _real_private_group(gid, 1001) is False  # an unknown user: assume the group is shared
 
 
 def test_folders_of_another_user_are_refused(builds, tmp_path, monkeypatch, caplog):

@@ -5,7 +5,8 @@ loaded: loading a shared library runs its code, and a damaged one crashes the pr
   `~/.cache/slimkit/extensions`) is used only when it, the folders inside it and every file
   loaded from it belong to the current user and no one else may write them, and every folder
   above it belongs to the user or root and is not writable by others (unless sticky, like
-  /tmp). Otherwise a warning names the folder and the problem, and the kernels are built in a
+  /tmp). Group write is others' write, except for the user's own private group (Debian and
+  Ubuntu's umask 002). Otherwise a warning names the folder and the problem, and the kernels are built in a
   private temporary folder for this process instead (slower start, same kernels). Folders
   slimkit creates are 0700. On Windows (no POSIX owners) only the checksum applies.
 - **That it is whole.** After a build, the library's size and sha256 go into a record beside it
@@ -48,8 +49,26 @@ def current_uid() -> int | None:
     return os.getuid() if hasattr(os, "getuid") else None
 
 
-def _writable_by_others(mode: int) -> bool:
-    return bool(mode & (stat.S_IWGRP | stat.S_IWOTH))
+def private_group(gid: int, uid: int) -> bool:
+    """Whether `gid` is `uid`'s user-private group: its primary group, named like it, with no
+    other listed member. Debian and Ubuntu give every user one and a umask of 002, so the
+    folders they make are group-writable without anyone else being able to write them."""
+    try:
+        import grp
+        import pwd
+    except ImportError:  # not POSIX
+        return False
+    try:
+        user, group = pwd.getpwuid(uid), grp.getgrgid(gid)
+    except KeyError:  # unknown ids: assume shared
+        return False
+    return gid == user.pw_gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+
+
+def _writable_by_others(info: os.stat_result, uid: int) -> bool:
+    if info.st_mode & stat.S_IWOTH:
+        return True
+    return bool(info.st_mode & stat.S_IWGRP) and not private_group(info.st_gid, uid)
 
 
 def _owner_problem(path: Path, info: os.stat_result, uid: int, *, allow_root: bool) -> str | None:
@@ -77,7 +96,7 @@ def folder_problem(folder: Path, top: Path) -> str | None:
         problem = _owner_problem(path, info, uid, allow_root=not inside)
         if problem:
             return problem
-        if _writable_by_others(info.st_mode) and (inside or not info.st_mode & stat.S_ISVTX):
+        if _writable_by_others(info, uid) and (inside or not info.st_mode & stat.S_ISVTX):
             return f"{path} is writable by other users (mode {stat.filemode(info.st_mode)})"
     return None
 
@@ -94,7 +113,7 @@ def file_problem(path: Path) -> str | None:
     problem = _owner_problem(path, info, uid, allow_root=False)
     if problem:
         return problem
-    if _writable_by_others(info.st_mode):
+    if _writable_by_others(info, uid):
         return f"{path} is writable by other users (mode {stat.filemode(info.st_mode)})"
     return None
 
