@@ -187,7 +187,16 @@ def test_sddmm_rejects_bad_input_clearly(bad, error, message):
         kernels.sddmm(crow, col, a, b, (2, 4))
 
 
-@needs_native
+def _use(native, monkeypatch):
+    """Run the products natively or through torch.sparse (skip native where it cannot be built)."""
+    if native and not NATIVE:
+        pytest.skip("native CSR kernels could not be built here")
+    monkeypatch.setenv(kernels.ENV_VAR, "1" if native else "0")
+    if not native:
+        monkeypatch.setattr(kernels, "_load", lambda: pytest.fail("the native kernels were used"))
+
+
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize(
     "crow, col, message",
     [
@@ -198,8 +207,10 @@ def test_sddmm_rejects_bad_input_clearly(bad, error, message):
         ([1, 2, 3], [0, 1, 2], "must run from 0"),
     ],
 )
-def test_native_kernels_check_every_index(crow, col, message):
-    """Index contents are checked in C++ before any memory access: a ValueError, not a crash."""
+def test_every_index_is_checked(native, crow, col, message, monkeypatch):
+    """Index contents are checked before any memory access, in C++ or before torch.sparse (which
+    reads through any index): a ValueError, not a crash or a read out of bounds."""
+    _use(native, monkeypatch)
     crow, col = torch.tensor(crow, dtype=torch.int32), torch.tensor(col, dtype=torch.int32)
     with pytest.raises(ValueError, match=message):
         kernels.spmm(crow, col, torch.randn(col.numel()), torch.randn(4, 6), (2, 4))
@@ -212,11 +223,12 @@ def test_native_kernels_check_every_index(crow, col, message):
             kernels.sddmm(crow, col, torch.randn(2, n), torch.randn(4, n), (2, 4))
 
 
-@needs_native
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("position, index", [(-1, 10), (5, -3), (400, 2**31 - 1)])
 @pytest.mark.parametrize("n", [1, 64, 200])
-def test_native_kernels_catch_a_bad_column_anywhere(position, index, n):
-    """One bad index among many, on every path (vector, one tile, packed panels)."""
+def test_a_bad_column_anywhere_is_caught(native, position, index, n, monkeypatch):
+    """One bad index among many, on every path (vector, one tile, packed panels; torch.sparse)."""
+    _use(native, monkeypatch)
     g = torch.Generator().manual_seed(5)
     crow, col, _ = _structure(100, 10, 0.8, g)
     col[position] = index
@@ -224,6 +236,25 @@ def test_native_kernels_catch_a_bad_column_anywhere(position, index, n):
         kernels.spmm(crow, col, torch.randn(col.numel()), torch.randn(10, n), (100, 10))
     with pytest.raises(ValueError, match="col_indices out of range"):
         kernels.sddmm(crow, col, torch.randn(100, n), torch.randn(10, n), (100, 10))
+
+
+def test_the_fallback_checks_a_structure_again_once_it_changes(monkeypatch):
+    """An unchanged structure is checked once (no device wait per product on CUDA); writing into
+    it in place, or a new tensor at a freed one's address, is checked again."""
+    _use(False, monkeypatch)
+    crow, col, values, dense, _ = _small()
+    kernels.spmm(crow, col, values, dense, (2, 4))
+    assert kernels._checked_indices.holds(crow, col, 4)
+    col[1] = 7
+    assert not kernels._checked_indices.holds(crow, col, 4)
+    with pytest.raises(ValueError, match="col_indices out of range"):
+        kernels.spmm(crow, col, values, dense, (2, 4))
+    col[1] = 3
+    kernels.spmm(crow, col, values, dense, (2, 4))
+    crow[2] = 1
+    with pytest.raises(ValueError, match="must run from 0"):
+        kernels.sddmm(crow, col, torch.randn(2, 6), dense, (2, 4))
+    assert not kernels._checked_indices.holds(crow, col.clone(), 4)
 
 
 @needs_native

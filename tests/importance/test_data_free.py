@@ -76,3 +76,14 @@ def test_synflow_schedule_is_exponential():
         synflow_schedule(0.0, 3)
     with pytest.raises(ValueError, match="iterations"):
         synflow_schedule(0.1, 0)
+
+
+def test_synflow_schedule_starts_where_the_scheme_can():
+    """From the densest masks a scheme allows (patterns: 4/9) down to the target, exponentially."""
+    assert synflow_schedule(0.01, 2, start_density=1.0) == synflow_schedule(0.01, 2)
+    schedule = synflow_schedule(0.1, 4, start_density=0.4)
+    assert schedule[-1] == pytest.approx(0.1) and schedule[0] < 0.4
+    ratios = [b / a for a, b in zip(schedule, schedule[1:])]
+    assert ratios == pytest.approx([ratios[0]] * 3) and ratios[0] == pytest.approx(0.25 ** 0.25)
+    with pytest.raises(ValueError, match="start_density"):
+        synflow_schedule(0.5, 3, start_density=0.4)

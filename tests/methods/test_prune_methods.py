@@ -85,6 +85,18 @@ def test_every_scheme_and_allocation_hits_the_target_and_never_drifts(scheme, al
         assert torch.all(module.weight[~after[name]] == 0)
 
 
+@pytest.mark.parametrize("sparsity", [0.8, 0.9])
+def test_synflow_prunes_to_patterns(sparsity):
+    """SynFlow's schedule starts at the densest pattern masks (4/9 of the taps), not at 1: every
+    step used to ask for a density no pattern mask can hold, and every sparsity failed."""
+    torch.manual_seed(0)
+    model = SmallConvNet()
+    method = PruneOnce(model, sparsity=sparsity, criterion="synflow", scheme="pattern", input_shape=(1, 8, 8),
+                       synflow_iterations=10)
+    method.bind(None, total_steps=1)
+    _check_exact(method, get_masks(model))
+
+
 def test_gradual_follows_the_cubic_schedule_and_ends_exactly():
     torch.manual_seed(0)
     model = SmallConvNet()

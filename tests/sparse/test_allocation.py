@@ -7,7 +7,7 @@ from torch import nn
 from slimkit.models import build_model
 from slimkit.data.base import DatasetInfo
 from slimkit.metrics import prunable_layers
-from slimkit.sparse.allocation import allocate, erk_share
+from slimkit.sparse.allocation import allocate, erk_share, reachable_density
 
 LENET5 = prunable_layers(build_model("lenet5", DatasetInfo("x", (1, 28, 28), 10)))
 RESNET = prunable_layers(build_model("resnet20", DatasetInfo("x", (1, 28, 28), 10)))
@@ -59,3 +59,17 @@ def test_bad_inputs():
         allocate(LENET5, 0.5, "global")
     with pytest.raises(ValueError, match="cannot be reached"):
         allocate(LENET5, 0.5, "uniform", dense_layers=list(LENET5)[:-1])
+
+
+def test_reachable_density_is_what_the_scheme_can_hold():
+    from slimkit.sparse.schemes import make_scheme
+
+    layers = {"a": nn.Conv2d(4, 8, 3), "b": nn.Conv2d(8, 8, 3)}
+    pattern = make_scheme("pattern")
+    assert reachable_density(layers) == 1.0
+    assert reachable_density(layers, pattern) == pytest.approx(4 / 9)
+    with_dense = reachable_density(layers, pattern, dense_layers=["a"])
+    assert with_dense == pytest.approx((288 + 576 * 4 / 9) / 864)
+    allocate(layers, 1 - with_dense + 1e-9, scheme=pattern, dense_layers=["a"])  # reachable ...
+    with pytest.raises(ValueError, match="cannot be reached"):
+        allocate(layers, 1 - with_dense - 1e-3, scheme=pattern, dense_layers=["a"])  # ... and no more

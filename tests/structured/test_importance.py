@@ -159,3 +159,32 @@ def test_a_registered_per_tensor_criterion_prunes_channels():
         unregister_criterion("squared_weight")
     with pytest.raises(ValueError, match="unknown channel criterion 'squared_weight'"):
         prune_channels(_model(), (1, 4, 4), 0.5, criterion="squared_weight")
+
+
+def _groups(*sizes):
+    from slimkit.structured.channels import ChannelGroup
+
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [ChannelGroup(torch.arange(start, start + size), ((f"layer{i}.weight", 0),))
+            for i, (start, size) in enumerate(zip(starts, sizes))]
+
+
+def test_global_ties_at_the_threshold_are_shared_in_proportion():
+    """Units below the threshold all go; the ones tied at it share the rest of the budget by
+    group size, instead of all of them going (which emptied whole layers)."""
+    groups = _groups(8, 16, 8)
+    scores = torch.cat([torch.full((8,), 1.0), torch.full((16,), 1.0), torch.arange(2.0, 10.0)])
+    scores[0] = 0.5  # one unit strictly below the tie
+    selection = select_units(groups, scores, 0.5, scope="global", normalize=False)
+    removed = {i: n - k for i, (k, n) in selection.kept.items()}
+    assert sum(removed.values()) == 16  # exactly half of the 32 units
+    assert removed[2] == 0  # every score of the third group is above the threshold
+    assert removed == {0: 1 + 5, 1: 10, 2: 0}  # 15 tied slots split 7:15 by tied count (largest remainder)
+    assert 0 in selection.removed  # the unit below the tie goes first
+
+
+def test_global_untied_scores_remove_exactly_the_lowest():
+    groups = _groups(8, 16, 8)
+    scores = torch.randperm(32, generator=torch.Generator().manual_seed(0)).double()
+    selection = select_units(groups, scores, 0.5, scope="global", normalize=False)
+    assert selection.removed == set(torch.argsort(scores)[:16].tolist())

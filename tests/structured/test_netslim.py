@@ -52,8 +52,12 @@ def test_prune_uses_global_bn_threshold_and_load_pruned_model_round_trips():
 def test_residual_bns_are_prunable():
     model = build_model("resnet20", DatasetInfo("t", (1, 16, 16), 10))
     pruned = prune(model, (1, 16, 16), 0.5)
+    # A fresh model (every gamma 1): each coupled group, the residual streams included, loses
+    # channels. (This asserted sum(widths) < 0.6 * before, which held only because tied scores
+    # emptied every non-residual layer to one channel and left the residual ones whole.)
     widths = [m.num_features for m in pruned.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert sum(widths) < 0.6 * sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    before = [m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(1 < after < full for after, full in zip(widths, before)), (before, widths)
     assert pruned(torch.randn(2, 1, 16, 16)).shape == (2, 10)
 
 
@@ -74,3 +78,36 @@ def test_slimming_callback_and_reinitialize():
     reinitialize(model, seed=1)
     new = model.features[0].weight if hasattr(model, "features") else next(model.parameters())
     assert not torch.equal(old, new)
+
+
+def _bn_widths(model):
+    return [m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_tied_gammas_take_the_ratio_from_every_layer(caplog):
+    """A freshly built network's BatchNorm scales are all 1: the tie at the threshold is shared
+    out in proportion, so every layer loses half its channels (it used to remove every tied
+    channel, and the later layers shrank to one channel each)."""
+    model = _vgg()
+    assert all(bool((m.weight == 1).all()) for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    with caplog.at_level("WARNING", logger="slimkit"):
+        pruned = prune(model, (1, 16, 16), prune_ratio=0.5)
+    for before, after in zip(_bn_widths(model), _bn_widths(pruned)):
+        assert abs(after - before / 2) <= 1, (before, after)
+    assert sum(_bn_widths(pruned)) == sum(_bn_widths(model)) - int(0.5 * sum(_bn_widths(model)))
+    assert not [r for r in caplog.records if "removes every channel" in r.getMessage()]
+
+
+def test_layers_emptied_by_the_global_threshold_are_named(caplog):
+    model = _vgg()
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.weight.uniform_(0.5, 1.0)
+        bns[0].weight.fill_(1e-3)  # far below every other layer's scales
+    name = next(n for n, m in model.named_modules() if m is bns[0])
+    with caplog.at_level("WARNING", logger="slimkit"):
+        pruned = prune(model, (1, 16, 16), prune_ratio=bns[0].num_features / sum(_bn_widths(model)))
+    assert _bn_widths(pruned)[0] == 1
+    messages = [r.getMessage() for r in caplog.records if "removes every channel" in r.getMessage()]
+    assert len(messages) == 1 and name in messages[0] and f"(1 of {bns[0].num_features})" in messages[0]

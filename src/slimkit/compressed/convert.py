@@ -46,6 +46,61 @@ def can_compress(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or CompressedConv2d.supports(module)
 
 
+def plain_mask(weight: torch.Tensor, layout: str) -> torch.Tensor:
+    """What a layer without a mask keeps: its nonzero weights (csr), or every channel holding
+    one, whole, zeros inside included (channel0 / channel1). Lossless either way."""
+    nonzero = weight != 0
+    if layout == "csr":
+        return nonzero
+    dim = int(layout[-1])
+    kept = _channels_touched(nonzero, dim)
+    return kept.view([-1 if d == dim else 1 for d in range(weight.dim())]).expand_as(weight).clone()
+
+
+def _channels_touched(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Per channel along `dim`: whether the mask keeps any of its weights."""
+    return mask.movedim(dim, 0).reshape(mask.shape[dim], -1).any(1)
+
+
+def saves_memory(weight: torch.Tensor, mask: torch.Tensor, layout: str) -> bool:
+    """Whether `layout` stores `weight` under `mask` in fewer bytes than the dense weight: CSR
+    spends a 4-byte column index per kept value (and a row offset per row), a channel layer an
+    8-byte index per kept channel."""
+    value_bytes, dense_bytes = weight.element_size(), weight.numel() * weight.element_size()
+    kept = int(mask.sum())
+    if layout == "csr":
+        return kept * (value_bytes + 4) + (weight.shape[0] + 1) * 4 < dense_bytes
+    channels = int(_channels_touched(mask, int(layout[-1])).sum())
+    return kept * value_bytes + channels * 8 < dense_bytes
+
+
+def _default_layers(model: nn.Module, layout: str, scheme: Scheme | None) -> list[str]:
+    """Every masked layer that can be compressed, and every plain one whose exact zeros make
+    `layout` smaller than the dense weight (not under a scheme: its units cannot be read off
+    zeros). Raises, saying how to name layers, when there is nothing to compress."""
+    modules = dict(model.named_modules())
+    masked = [n for n, m in modules.items() if is_masked(m) and can_compress(m)]
+    skipped = [n for n, m in modules.items() if is_masked(m) and not can_compress(m)]
+    if skipped:
+        log.info(f"kept in masked storage (no compressed form): {', '.join(skipped)}")
+    plain = [n for n, m in modules.items() if not is_masked(m) and can_compress(m)]
+    sparse = [] if scheme is not None else [
+        n for n in plain if saves_memory(modules[n].weight, plain_mask(modules[n].weight.detach(), layout), layout)
+    ]
+    if sparse:
+        log.info(f"compressing unmasked layer(s) by their exact zeros ({layout} is smaller than dense): "
+                 f"{', '.join(sparse)}")
+    if masked or sparse or compressed_layers(model):
+        return masked + sparse
+    rule = ("under a scheme, only masked layers are chosen" if scheme is not None
+            else f"too few exact zeros for the {layout} form to be smaller than the dense weight")
+    raise ValueError(
+        f"nothing to compress: the model has no masked layer, and its Linear/Conv2d layers have {rule}. "
+        f"Name the layers to compress anyway, e.g. compress(model, layers={plain[:3]!r})"
+        + ("" if plain else " (the model has no Linear or Conv2d layer with groups=1)")
+    )
+
+
 def compressed_layers(model: nn.Module) -> dict[str, CompressedLayer]:
     return {name: m for name, m in model.named_modules() if isinstance(m, CompressedLayer)}
 
@@ -74,22 +129,21 @@ def compress(
     model: nn.Module, layers: Iterable[str] | None = None, optimizer: torch.optim.Optimizer | None = None,
     *, layout: str = "csr", scheme: Scheme | None = None,
 ) -> dict[str, CompressedLayer]:
-    """Compress the named layers (default: every masked layer that can be) into `layout`; returns
-    the new modules.
+    """Compress the named layers into `layout`; returns the new modules.
 
-    A masked layer keeps exactly its mask's positions, zeros included (a weight regrown at zero is
-    still part of the network); a plain layer keeps its nonzero weights. The channel layouts need
-    masks of whole channels; `scheme` makes CSR mutation keep that scheme's units whole (block row
-    segments, pattern kernels: `Scheme.units`); the mask must consist of them.
+    By default: every masked layer that can be, and every plain (unmasked) one whose exact zeros
+    make the compressed form smaller than the dense weight (a model pruned elsewhere, its masks
+    folded into the weights); a model with neither is a ValueError saying how to name layers.
+    A masked layer keeps exactly its mask's positions, zeros included (a weight regrown at zero
+    is still part of the network); a plain layer keeps its nonzero weights (channel layouts:
+    every channel holding one, whole). The channel layouts need masks of whole channels;
+    `scheme` makes CSR mutation keep that scheme's units whole (block row segments, pattern
+    kernels: `Scheme.units`); the mask must consist of them.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown compressed layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     modules = dict(model.named_modules())
-    if layers is None:
-        names = [n for n, m in modules.items() if is_masked(m) and can_compress(m)]
-        skipped = [n for n, m in modules.items() if is_masked(m) and not can_compress(m)]
-        if skipped:
-            log.info(f"kept in masked storage (no compressed form): {', '.join(skipped)}")
-    else:
-        names = list(layers)
+    names = _default_layers(model, layout, scheme) if layers is None else list(layers)
     built = {}
     for name in names:  # build everything first: a bad layer leaves the model untouched
         if name not in modules:
@@ -100,11 +154,12 @@ def compress(
                 f"layer '{name}' ({type(module).__name__}) has no compressed form: "
                 "Linear and Conv2d with groups=1 are supported"
             )
-        mask = module.parametrizations.weight[0].mask.clone() if is_masked(module) else module.weight != 0
+        weight = module.weight.detach()
+        mask = module.parametrizations.weight[0].mask.clone() if is_masked(module) else plain_mask(weight, layout)
         if not bool(mask.any()):
             raise ValueError(f"layer '{name}' has no kept weight: a compressed layer needs at least one")
         try:
-            built[name] = _build(module, module.weight.detach(), mask, layout, scheme)
+            built[name] = _build(module, weight, mask, layout, scheme)
         except ValueError as exc:
             raise ValueError(f"layer '{name}': {exc}") from None
         built[name].train(module.training)

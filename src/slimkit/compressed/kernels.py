@@ -3,7 +3,9 @@
 The native kernels (`csrc/csr_kernels.cpp`) are a C++ extension compiled on first use with
 `torch.utils.cpp_extension.load` and cached under `$SLIMKIT_CACHE/extensions` (default
 `~/.cache/slimkit/extensions`), one folder per torch version, source, flags and CPU, so a later
-process loads it in well under a second. The first build takes some tens of seconds.
+process loads it in well under a second. The first build takes some tens of seconds. A cached
+library is loaded only from folders and files of the current user that no one else can write,
+and only when it matches the size and sha256 recorded after its build (`extension_cache`).
 
 If the build cannot run (no C++ compiler or ninja) or fails, one warning is logged and every
 product goes through torch.sparse instead, which is what CUDA tensors and dtypes other than
@@ -18,9 +20,11 @@ Both functions work on row-major operands laid out as the kernels want them:
 
 Shapes and dtypes are checked here, in Python. The native kernels also check every index: the
 row offsets before the product, the column indices as they read them (clamped, so an index out
-of range is never read through, and the call then raises). A bad structure is a ValueError,
-never a crash. torch.sparse does not check, which is why layers check their structure when it
-is built or loaded (`structure.check_structure`).
+of range is never read through, and the call then raises). torch.sparse reads through any
+index, so the fallback checks the same before building its sparse tensor (once per unchanged
+structure: `_CheckedIndices`). A bad structure is a ValueError, never a crash, on every path.
+Layers also check their whole structure (sorted columns too) when it is built or loaded
+(`structure.check_structure`).
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ import os
 import platform
 import sys
 import threading
+import weakref
 from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch import Tensor
+
+from slimkit.compressed import extension_cache
 
 log = logging.getLogger("slimkit")
 
@@ -88,14 +95,7 @@ def _flag_sets() -> list[tuple[list[str], list[str]]]:
 
 
 def _build(cflags: list[str], ldflags: list[str]) -> ModuleType:
-    # torch.utils.cpp_extension logs a CUDA_HOME notice on import on machines without CUDA.
-    notices = logging.getLogger("torch.utils.cpp_extension")
-    level = notices.level
-    notices.setLevel(logging.ERROR)
-    try:
-        from torch.utils import cpp_extension
-    finally:
-        notices.setLevel(level)
+    """The extension for these flags: a verified cached build, else a fresh one (recorded)."""
     source = SOURCE.read_bytes()
     key = hashlib.sha256(
         b"\0".join(
@@ -104,10 +104,32 @@ def _build(cflags: list[str], ldflags: list[str]) -> ModuleType:
                          os.environ.get("CXX", ""), _cpu_identity())
         )
     ).hexdigest()[:16]
-    build_dir = _cache_root() / "extensions" / f"csr_kernels-torch{torch.__version__.replace('+', '_')}-{key}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if not (build_dir / f"{_MODULE_NAME}.so").exists() and not (build_dir / f"{_MODULE_NAME}.pyd").exists():
+    name = f"csr_kernels-torch{torch.__version__.replace('+', '_')}-{key}"
+    build_dir = extension_cache.build_folder(_cache_root(), name)
+    with extension_cache.locked(build_dir):
+        library = extension_cache.verified_library(build_dir)
+        if library is not None:
+            return extension_cache.import_library(library)
+        if any(build_dir.iterdir()):  # not a finished, recorded build (killed halfway, truncated, edited)
+            log.info("rebuilding slimkit's native CSR kernels in %s: the cached build is incomplete or "
+                     "does not match its record", build_dir)
+            extension_cache.clear(build_dir)
         log.info("building slimkit's native CSR kernels in %s (first use: some tens of seconds)", build_dir)
+        module = _compile(build_dir, cflags, ldflags)
+        extension_cache.record_library(Path(module.__file__))
+        return module
+
+
+def _compile(build_dir: Path, cflags: list[str], ldflags: list[str]) -> ModuleType:
+    """Compile the source in `build_dir` and import it (torch.utils.cpp_extension)."""
+    # torch.utils.cpp_extension logs a CUDA_HOME notice on import on machines without CUDA.
+    notices = logging.getLogger("torch.utils.cpp_extension")
+    level = notices.level
+    notices.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        notices.setLevel(level)
     return cpp_extension.load(
         name=_MODULE_NAME, sources=[str(SOURCE)], extra_cflags=cflags, extra_ldflags=ldflags,
         build_directory=str(build_dir), verbose=False,
@@ -175,7 +197,60 @@ def _native(*tensors: Tensor) -> ModuleType | None:
     return _load()
 
 
+class _CheckedIndices:
+    """The index tensors the torch.sparse path has checked, with the version they had then: a
+    compressed layer runs three products per training step on a structure that rarely changes,
+    and on CUDA each check waits for the device. An entry holds only weak references (a new
+    tensor that reuses a freed one's id is checked again) and is stale once either tensor is
+    written in place (its version counter moves)."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = capacity
+        self._entries: dict[tuple[int, int, int], tuple] = {}
+
+    @staticmethod
+    def _state(crow: Tensor, col: Tensor) -> tuple:
+        return crow._version, col._version, crow.data_ptr(), col.data_ptr()
+
+    def holds(self, crow: Tensor, col: Tensor, cols: int) -> bool:
+        entry = self._entries.get((id(crow), id(col), cols))
+        return entry is not None and entry[0]() is crow and entry[1]() is col and entry[2] == self._state(crow, col)
+
+    def add(self, crow: Tensor, col: Tensor, cols: int) -> None:
+        if len(self._entries) >= self.capacity:
+            self._entries.clear()
+        self._entries[(id(crow), id(col), cols)] = (weakref.ref(crow), weakref.ref(col), self._state(crow, col))
+
+
+_checked_indices = _CheckedIndices()
+
+
+def _check_index_contents(crow: Tensor, col: Tensor, cols: int) -> None:
+    """For the torch.sparse path: what the native kernels check in C++ before reading through an
+    index (torch's CSR kernels read through any index, out of bounds included). Row offsets must
+    run from 0 to nnz without decreasing and every column lie in [0, cols): O(rows + nnz) on the
+    tensors' device, one wait for it, and none for a structure already checked unchanged."""
+    if _checked_indices.holds(crow, col, cols):
+        return
+    nnz = col.numel()
+    offsets_bad = (crow[0] != 0) | (crow[-1] != nnz) | (crow[1:] < crow[:-1]).any()
+    columns_bad = ((col < 0) | (col >= cols)).any()
+    if not bool(offsets_bad | columns_bad):
+        _checked_indices.add(crow, col, cols)
+        return
+    if bool(crow[0] != 0) or bool(crow[-1] != nnz):
+        raise ValueError(f"crow_indices must run from 0 to the number of column indices ({nnz}), "
+                         f"got {int(crow[0])} ... {int(crow[-1])}")
+    if bool(offsets_bad):
+        raise ValueError("crow_indices must be non-decreasing")
+    raise ValueError(f"col_indices out of range: every index must lie in [0, {cols}), "
+                     f"got [{int(col.min())}, {int(col.max())}]")
+
+
 def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """The torch.sparse view of a structure, checked first (torch's own check would run on every
+    call and is skipped: `check_invariants=False`)."""
+    _check_index_contents(crow, col, shape[1])
     return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 

@@ -40,13 +40,20 @@ def random_scores(model: nn.Module, layers: dict[str, nn.Module], inputs: Scorin
     return scores
 
 
-def synflow_schedule(final_density: float, iterations: int) -> list[float]:
-    """Densities final_density ** (k / iterations), k = 1..iterations: SynFlow's exponential schedule."""
+def synflow_schedule(final_density: float, iterations: int, start_density: float = 1.0) -> list[float]:
+    """SynFlow's exponential schedule, k = 1..iterations:
+    start_density ** (1 - k / iterations) * final_density ** (k / iterations).
+
+    It starts from `start_density`, the highest density the scheme can hold (1 for unstructured;
+    4/9 for patterns, which never keep more taps), so no step asks for a density that cannot be
+    allocated; with the default 1 it is final_density ** (k / iterations), as in the paper."""
     if not 0.0 < final_density <= 1.0:
         raise ValueError(f"final_density must be in (0, 1], got {final_density}")
+    if not final_density <= start_density <= 1.0:
+        raise ValueError(f"start_density must be in [final_density, 1] = [{final_density}, 1], got {start_density}")
     if not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    return [final_density ** (k / iterations) for k in range(1, iterations + 1)]
+    return [start_density ** (1 - k / iterations) * final_density ** (k / iterations) for k in range(1, iterations + 1)]
 
 
 @register_criterion("synflow", needs=("input_shape",))

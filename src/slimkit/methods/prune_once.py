@@ -16,6 +16,7 @@ from torch import nn
 
 from slimkit.importance import ScoringInputs, get_criterion, magnitude, obs_prune, synflow, synflow_schedule
 from slimkit.methods.base import SparsityMethod, method_generator, rescale_to_fan_in
+from slimkit.sparse.allocation import reachable_density
 from slimkit.train.config import StrictModel
 from slimkit.utils.progress import progress as show_progress
 from slimkit.utils.renamed import take_renamed
@@ -72,7 +73,12 @@ class PruneOnce(SparsityMethod):
         mode = self.progress or "auto"
         if self.criterion_name == "synflow":
             # Iterative pruning with an exponential schedule: scores are recomputed under the masks so far.
-            schedule = synflow_schedule(1.0 - self.sparsity, self.synflow_iterations)
+            # It starts at the densest masks the scheme allows (patterns keep at most 4 of 9 taps):
+            # a step above that cannot be allocated.
+            start = 1.0
+            if self.scheme.fixed_density() is None:  # fixed-density schemes (N:M) ignore the schedule
+                start = max(reachable_density(self.layers, self.scheme, self.dense_layers), 1.0 - self.sparsity)
+            schedule = synflow_schedule(1.0 - self.sparsity, self.synflow_iterations, start_density=start)
             for density in show_progress(schedule, desc="synflow", mode=mode, unit="iterations"):
                 scores = synflow(self.model, self.layers, ScoringInputs(input_shape=self.input_shape))
                 self.prune_to(1.0 - density, scores)

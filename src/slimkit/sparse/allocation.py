@@ -64,6 +64,21 @@ def water_fill(
     return result
 
 
+def reachable_density(layers: dict[str, nn.Module], scheme=None, dense_layers: tuple[str, ...] | list[str] = ()) -> float:
+    """The highest global density the layers can hold under the scheme's maximum densities (the
+    pattern scheme keeps at most 4 of 9 taps), dense layers counted whole: where a schedule
+    that shrinks density step by step must start (a denser step cannot be allocated)."""
+    shapes = {name: weight_shape(m) for name, m in layers.items()}
+    numels = {name: math.prod(shape) for name, shape in shapes.items()}
+    total = sum(numels.values())
+    if total == 0:
+        raise ValueError("the model has no prunable layer")
+    kept = sum(
+        numels[n] * (1.0 if n in dense_layers or scheme is None else scheme.max_density(shapes[n])) for n in layers
+    )
+    return min(kept / total, 1.0)
+
+
 def allocate(
     layers: dict[str, nn.Module],
     sparsity: float,
