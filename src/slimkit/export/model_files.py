@@ -17,7 +17,7 @@ from slimkit.compressed import layouts_of, prepare_for_loading
 from slimkit.data.base import DatasetInfo
 from slimkit.export.model_checks import ModelFileError, check_sidecar, check_weights_fit, declared_shapes, stored_shapes
 from slimkit.utils.fileio import atomic_write, atomic_write_json
-from slimkit.utils.run_folder import SIDECAR_FILE, WEIGHTS_FILE
+from slimkit.utils.run_folder import SIDECAR_FILE, WEIGHTS_FILE, read_user_text
 from slimkit.models.registry import build_model
 
 FORMAT = "slimkit-model"
@@ -67,12 +67,10 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     sidecar_path = folder / SIDECAR_FILE
     try:
-        sidecar = json.loads(sidecar_path.read_bytes())
+        sidecar = json.loads(read_user_text(sidecar_path, ModelFileError))
     except FileNotFoundError:
         raise ModelFileError(f"no {SIDECAR_FILE} in {folder}: not a slimkit model folder") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {sidecar_path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+    except json.JSONDecodeError as exc:
         raise ModelFileError(f"{sidecar_path} is not valid JSON: {exc}") from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
         raise ModelFileError(f"{sidecar_path} is not a slimkit model description")

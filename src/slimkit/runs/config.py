@@ -17,6 +17,7 @@ from slimkit.methods.gradual import GradualSettings
 from slimkit.methods.imp import IMPSettings
 from slimkit.methods.prune_once import PruneOnceSettings
 from slimkit.train.config import StrictModel, TrainConfig
+from slimkit.utils.run_folder import read_user_text
 
 
 class ConfigError(ValueError):
@@ -158,13 +159,9 @@ def parse_yaml(text: str) -> Any:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = parse_yaml(path.read_text())
+        data = parse_yaml(read_user_text(path, ConfigError, "config file "))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except YAMLAliasError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
