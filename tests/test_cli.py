@@ -114,3 +114,77 @@ def test_prune_refuses_a_scheme_obs_cannot_do(finished_run, tmp_path, capsys):
             "--out", str(tmp_path / "x")]
     assert main(argv) == 2
     assert "obs prunes each row" in capsys.readouterr().err
+
+
+# ---- issue 21: divergence and untrusted files end in one clear line ------------------------------------------
+
+
+@pytest.mark.parametrize("flag", [["--lr", "1e30"], ["--weight-decay", "1e30"]])
+def test_divergence_in_the_last_step_fails_the_run(tmp_path, capsys, flag):
+    """One step per epoch: nothing but the weights and the evaluation show the divergence."""
+    out = tmp_path / "run"
+    argv = ["train", "--model", "lenet300", *QUICK, "--epochs", "1", "--batch-size", "512", *flag, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "at epoch 1: the training diverged; check lr and weight_decay" in err
+    assert not (out / "metrics.json").exists() and not (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("flag", ["--lr", "--weight-decay", "--warmup-epochs", "--momentum"])
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_non_finite_settings_are_refused_by_name(capsys, tmp_path, flag, value):
+    assert main(["train", *QUICK, flag, value, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[2:].replace('-', '_')}: Input should be a finite number" in err and "learning rate" not in err
+
+
+def test_yaml_aliases_are_refused_in_mapping_flags(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--model-options", "{a: &x [1, 2], b: *x}"])
+    assert "anchors and aliases are not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,problem", [("{oops", "is not valid JSON"), ("[0.9]", "must hold a JSON object")])
+def test_info_names_a_bad_metrics_file(tmp_path, capsys, content, problem):
+    (tmp_path / "metrics.json").write_text(content)
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"slimkit: error: {tmp_path / 'metrics.json'} {problem}") and err.count("\n") == 1
+
+
+def _model_folder(folder, poison=None):
+    import torch
+
+    from slimkit.data.base import DatasetInfo
+    from slimkit.export import save_model
+    from slimkit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet300", DatasetInfo("synthetic", (1, 28, 28), 10))
+    if poison is not None:
+        with torch.no_grad():
+            model.fc3.bias[0] = poison
+    save_model(model, folder, name="lenet300", info=DatasetInfo("synthetic", (1, 28, 28), 10))
+    return folder
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_export_fails_when_outputs_are_not_finite(tmp_path, capsys, poison):
+    run = _model_folder(tmp_path / "run", poison)
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "output holds nan/inf" in capsys.readouterr().err
+
+
+def test_export_refuses_a_nan_tolerance(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--onnx", str(tmp_path / "m.onnx"), "--tolerance", "nan"]) == 2
+    assert "--tolerance must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_export_of_a_crafted_model_json_is_one_line(tmp_path, capsys):
+    run = _model_folder(tmp_path / "run")
+    sidecar = json.loads((run / "model.json").read_text())
+    sidecar["dataset"]["input_shape"] = [1, 100_000, 100_000]
+    (run / "model.json").write_text(json.dumps(sidecar))
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'model.json'}: 'dataset.input_shape'" in err and "Traceback" not in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import types
@@ -22,9 +23,11 @@ log = logging.getLogger("slimkit")
 
 def _mapping(text: str) -> dict:
     """A flag's mapping, as JSON or YAML flow style (`{block: [8, 1], prune: cols}`), the way
-    recipes write it. safe_load builds plain data only."""
+    recipes write it: plain data only, no YAML aliases."""
+    from slimkit.runs.config import parse_yaml
+
     try:
-        value = yaml.safe_load(text)
+        value = parse_yaml(text)
     except yaml.YAMLError as err:
         raise argparse.ArgumentTypeError(f"not a JSON/YAML mapping: {text!r} ({err})") from None
     if not isinstance(value, dict):
@@ -198,12 +201,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from slimkit.export import load_model
     from slimkit.export.onnx import export_onnx, onnx_max_abs_diff
 
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise ValueError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
     model, sidecar = load_model(args.run)
     example = torch.randn(2, *sidecar["dataset"]["input_shape"])
     path = export_onnx(model.eval(), example, args.onnx)
     diff = onnx_max_abs_diff(path, model, example)
     print(f"{path}: onnx.checker ok; onnxruntime vs PyTorch max abs diff {diff:.2e}")
-    if diff > args.tolerance:
+    if not math.isfinite(diff) or diff > args.tolerance:  # nan > tolerance is False
         raise ValueError(f"onnxruntime output differs from PyTorch by {diff:.2e} (> {args.tolerance:g})")
     return 0
 
@@ -409,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted{RESUME_HINTS.get(args.func, '')}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FloatingPointError) as exc:  # user errors: message, no traceback
+    # User errors (bad settings or files, a diverged run) and I/O failures (a full disk, a folder
+    # without permission; str(exc) names the file): one line, no traceback.
+    except (ValueError, OSError, FloatingPointError) as exc:
         if args.verbose:
             raise
         print(f"slimkit: error: {exc}", file=sys.stderr)

@@ -76,3 +76,15 @@ def test_compressed_layers_export_as_plain_layers(tmp_path, layout):
     assert onnx_max_abs_diff(path, model, torch.randn(3, 1, 6, 6)) < 1e-5
     assert compressed_layers(model)  # the model itself is left compressed
     assert size_report(model) == masked_report  # sizes counted without densifying, the same as masked
+
+
+def test_non_finite_outputs_are_not_a_difference_of_nan(tmp_path):
+    """np.max of a nan difference is nan, and `nan > tolerance` is False: it must not pass as a match."""
+    from slimkit.export import OnnxExportError
+
+    model = build_model("lenet5", MNIST)
+    with torch.no_grad():
+        model.fc3.bias[0] = float("nan")
+    path = export_onnx(model, torch.randn(2, 1, 28, 28), tmp_path / "m.onnx")
+    with pytest.raises(OnnxExportError, match="the PyTorch output holds nan/inf"):
+        onnx_max_abs_diff(path, model, torch.randn(3, 1, 28, 28))

@@ -82,3 +82,71 @@ def test_run_config_is_composed_of_sections_that_validate_themselves():
     keywords = set().union(*(inspect.signature(cls).parameters for cls in (MEST, SET, RigL, DSR, DynamicSparseTraining)))
     assert set(DSTSettings.model_fields) <= keywords
     assert set(GradualSettings.model_fields) <= set(inspect.signature(GradualMagnitude).parameters)
+
+
+def _float_settings():
+    """Every setting that holds a float or a list of floats, over all of RunConfig's sections."""
+    import typing
+
+    for name, field in RunConfig.model_fields.items():
+        annotation = field.annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if annotation is float or float in args:
+            yield name, float
+        elif typing.get_origin(annotation) is list and typing.get_args(annotation) == (float,):
+            yield name, list
+
+
+FLOAT_SETTINGS = list(_float_settings())
+
+
+def test_the_float_settings_include_the_training_loop_s():
+    names = {name for name, _ in FLOAT_SETTINGS}
+    assert {"lr", "weight_decay", "warmup_epochs", "momentum", "sparsity", "milestones"} <= names
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("name,kind", FLOAT_SETTINGS, ids=[name for name, _ in FLOAT_SETTINGS])
+def test_no_float_setting_takes_a_non_finite_value(name, kind, value):
+    with pytest.raises(ConfigError, match=name):
+        make_config({name: value if kind is float else [value]})
+
+
+def test_non_finite_values_are_refused_from_yaml_too(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("lr: .inf\n")
+    with pytest.raises(ConfigError, match="lr: Input should be a finite number"):
+        load_config(path)
+
+
+# 397 bytes that expand to 10**8 list items (the "billion laughs"): a config.yaml of ~300 MB when written back.
+ALIAS_BOMB = "model_options:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  {chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(7)
+)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    with pytest.raises(ConfigError, match=f"config file {path}: YAML anchor &a at line 2: anchors and aliases are not"):
+        load_config(path)
+
+
+def test_a_lone_alias_is_named_with_its_line(tmp_path):
+    from slimkit.runs.config import YAMLAliasError, parse_yaml
+
+    with pytest.raises(YAMLAliasError, match=r"alias \*x at line 2"):
+        parse_yaml("a: 1\nb: *x\n")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00lr", None])
+def test_an_unreadable_config_file_is_named(tmp_path, content):
+    path = tmp_path / "r.yaml"
+    if content is None:
+        path.mkdir()  # a folder where a file is expected: IsADirectoryError
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"config file {path}"):
+        load_config(path)

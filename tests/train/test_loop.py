@@ -105,8 +105,32 @@ def test_in_process_resume_is_exact(tmp_path):
 
 def test_diverging_loss_stops_with_advice():
     trainer = _trainer(lr=1e6, momentum=0.0, epochs=2)
-    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+    with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 1 step \d+: .*check lr and weight_decay"):
         trainer.fit()
+
+
+def test_divergence_in_the_last_step_is_not_reported_as_a_result(tmp_path):
+    """One step per epoch: the update that overflows the weights is the last; no step's loss shows it."""
+    trainer = _trainer(tmp_path, lr=1e30, epochs=1, batch_size=512)
+    with pytest.raises(FloatingPointError, match="became .* at epoch 1: the training diverged; check lr and weight_decay"):
+        trainer.fit()
+    assert trainer.history == [] and not (tmp_path / "checkpoint.pt").exists()
+
+
+class PoisonWeight(Callback):
+    """Writes inf into a weight after the last step, as an overflowing update would."""
+
+    def on_step_end(self, trainer, step):
+        if step.batch_index == len(trainer.loaders.train) - 1:
+            with torch.no_grad():
+                trainer.model.fc2.weight[0, 0] = float("inf")
+
+
+def test_non_finite_weights_stop_the_run_before_it_is_evaluated(tmp_path):
+    trainer = _trainer(tmp_path, [PoisonWeight()], epochs=2)
+    with pytest.raises(FloatingPointError, match="weight fc2.weight became nan/inf at epoch 1"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 @pytest.mark.parametrize("payload", [b"garbage", b""])

@@ -15,16 +15,13 @@ from torch import nn
 from slimkit import __version__
 from slimkit.compressed import layouts_of, prepare_for_loading
 from slimkit.data.base import DatasetInfo
+from slimkit.export.model_checks import ModelFileError, check_sidecar, check_weights_fit, declared_shapes, stored_shapes
 from slimkit.utils.fileio import atomic_write, atomic_write_json
-from slimkit.utils.run_folder import SIDECAR_FILE, WEIGHTS_FILE
+from slimkit.utils.run_folder import SIDECAR_FILE, WEIGHTS_FILE, read_user_text
 from slimkit.models.registry import build_model
 
 FORMAT = "slimkit-model"
 VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A saved model is missing, corrupt, or does not match its description."""
 
 
 def _unique_state(model: nn.Module) -> dict[str, Any]:
@@ -70,12 +67,12 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     sidecar_path = folder / SIDECAR_FILE
     try:
-        sidecar = json.loads(sidecar_path.read_text())
+        sidecar = json.loads(read_user_text(sidecar_path, ModelFileError))
     except FileNotFoundError:
         raise ModelFileError(f"no {SIDECAR_FILE} in {folder}: not a slimkit model folder") from None
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{sidecar_path} is not valid JSON: {exc}") from None
-    if sidecar.get("format") != FORMAT:
+    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
         raise ModelFileError(f"{sidecar_path} is not a slimkit model description")
     return sidecar
 
@@ -85,12 +82,15 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     sidecar = read_sidecar(folder)
-    dataset = dict(sidecar["dataset"])
-    info = DatasetInfo(
-        dataset["name"], tuple(dataset["input_shape"]), int(dataset["num_classes"]),
-        tuple(dataset.get("mean", (0.0,))), tuple(dataset.get("std", (1.0,))),
-    )
-    model = build_model(sidecar["model"], info, **sidecar.get("model_options", {}))
+    info = check_sidecar(sidecar, folder / SIDECAR_FILE)
+    name, options = sidecar["model"], sidecar.get("model_options", {})
+    # Sizes are checked on the meta device against the weights file's header before the model is built.
+    stored = stored_shapes(folder / WEIGHTS_FILE)
+    declared = declared_shapes(lambda: build_model(name, info, **options), f"{folder / SIDECAR_FILE}: model '{name}'")
+    if declared is not None:
+        check_weights_fit(declared, stored, sidecar,
+                          f"weights in {folder / WEIGHTS_FILE} do not fit model '{name}' of {folder / SIDECAR_FILE}")
+    model = build_model(name, info, **options)
     try:
         tensors = load_file(str(folder / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:

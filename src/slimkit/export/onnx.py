@@ -136,11 +136,18 @@ def run_session(session, inputs: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def onnx_max_abs_diff(path: str | Path, model: nn.Module, example_input: torch.Tensor) -> float:
-    """Largest absolute difference between the ONNX model (onnxruntime) and `model` (eval) outputs."""
+    """Largest absolute difference between the ONNX model (onnxruntime) and `model` (eval) outputs.
+
+    Non-finite outputs raise OnnxExportError: a nan difference compares False with any tolerance,
+    so returning it would let a model with nan/inf weights pass as exported correctly."""
     reference_model = copy.deepcopy(model).cpu().eval()
     with torch.no_grad():
         expected = reference_model(example_input.cpu().float()).numpy()
     got = run_session(ort_session(path), example_input)
     if got.shape != expected.shape:
         raise ValueError(f"ONNX output shape {got.shape} differs from the model's {expected.shape}")
+    for source, output in (("PyTorch", expected), ("onnxruntime", got)):
+        if not np.isfinite(output).all():
+            raise OnnxExportError(f"cannot check {path}: the {source} output holds nan/inf (are the model's weights "
+                                  "finite?)")
     return float(np.max(np.abs(got - expected)))

@@ -17,6 +17,7 @@ from slimkit.methods.gradual import GradualSettings
 from slimkit.methods.imp import IMPSettings
 from slimkit.methods.prune_once import PruneOnceSettings
 from slimkit.train.config import StrictModel, TrainConfig
+from slimkit.utils.run_folder import read_user_text
 
 
 class ConfigError(ValueError):
@@ -96,8 +97,26 @@ class RunConfig(
         return self
 
 
+class YAMLAliasError(yaml.YAMLError):
+    """A YAML document uses an anchor (`&name`) or an alias (`*name`)."""
+
+    def __init__(self, event: yaml.Event) -> None:
+        kind = f"alias *{event.anchor}" if isinstance(event, yaml.AliasEvent) else f"anchor &{event.anchor}"
+        line = event.start_mark.line + 1 if event.start_mark else "?"
+        super().__init__(f"YAML {kind} at line {line}: anchors and aliases are not allowed (a few hundred bytes of "
+                         "nested aliases expand to gigabytes); write the values out")
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, also reading `1e-3` as a float (YAML 1.1 needs a dot: `1.0e-3`)."""
+    """PyYAML's safe loader, also reading `1e-3` as a float (YAML 1.1 needs a dot: `1.0e-3`), and
+    refusing anchors and aliases: no setting needs them, and an alias bomb in a small file would
+    otherwise expand to gigabytes in memory and in the config.yaml written back."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:  # AliasEvent, or a node that defines an anchor
+            raise YAMLAliasError(event)
+        return super().compose_node(parent, index)
 
 
 _Loader.add_implicit_resolver(
@@ -132,12 +151,19 @@ def make_config(values: dict[str, Any], cls: type[RunConfig] = RunConfig) -> Run
         raise ConfigError(f"invalid config: {_explain(exc)}") from None
 
 
+def parse_yaml(text: str) -> Any:
+    """Plain data from YAML text, the way recipes are read (safe, `1e-3` is a float, no aliases)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        data = parse_yaml(read_user_text(path, ConfigError, "config file "))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except YAMLAliasError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if data is None:

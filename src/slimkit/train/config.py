@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+    """Base of every settings section: unknown keys, loose types and non-finite floats (inf, nan,
+    which no setting means and which would only surface later as a diverged run) are rejected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False)
 
 
 class TrainConfig(StrictModel):

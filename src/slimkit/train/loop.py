@@ -37,6 +37,28 @@ def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torc
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def divergence_error(what: str, value: float | str, epoch: int, step: int | None = None) -> FloatingPointError:
+    """The one message for a run whose numbers stopped being finite (epoch and step count from 1).
+
+    It blames no single setting: lr and weight_decay both make SGD diverge (non-finite values of
+    either are refused by the config already)."""
+    where = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
+    return FloatingPointError(
+        f"{what} became {value} at {where}: the training diverged; check lr and weight_decay (try a smaller lr)"
+    )
+
+
+def first_non_finite_parameter(model: nn.Module) -> str | None:
+    """Name of the first parameter holding a nan or inf, or None when all are finite.
+
+    Parameters only: a buffer may hold -inf on purpose (an attention mask), while a diverged
+    running statistic shows up in the evaluation loss, which is checked too."""
+    for name, param in model.named_parameters():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            return name
+    return None
+
+
 def _unpack(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     if len(batch) == 3:
         return batch[0], batch[1], batch[2]
@@ -133,9 +155,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_after_forward(self, step)
             if not torch.isfinite(step.loss):
-                raise FloatingPointError(
-                    f"loss became {step.loss.item()} at epoch {epoch + 1}, step {batch_index}; lower the learning rate"
-                )
+                raise divergence_error("loss", step.loss.item(), epoch + 1, batch_index + 1)
             self.optimizer.zero_grad(set_to_none=True)
             step.loss.backward()
             for cb in self.callbacks:
@@ -191,9 +211,10 @@ class Trainer:
                 row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
                 row.update(self.train_one_epoch(epoch))
                 self.train_time_s += row["epoch_time_s"]
+                self._check_weights(epoch)
                 if self.loaders.val is not None:
-                    row.update({f"val_{k}": v for k, v in self.evaluate(self.loaders.val).items()})
-                row.update({f"test_{k}": v for k, v in self.evaluate(self.loaders.test).items()})
+                    row.update({f"val_{k}": v for k, v in self._evaluate_finite(self.loaders.val, "val", epoch).items()})
+                row.update({f"test_{k}": v for k, v in self._evaluate_finite(self.loaders.test, "test", epoch).items()})
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, row)
                 self.epoch = epoch + 1
@@ -204,6 +225,20 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.history
+
+    def _check_weights(self, epoch: int) -> None:
+        """Stop before a diverged epoch is evaluated, checkpointed or reported as a result: the
+        last step's update can overflow the weights without any step's loss being non-finite."""
+        name = first_non_finite_parameter(self.model)
+        if name is not None:
+            raise divergence_error(f"weight {name}", "nan/inf", epoch + 1)
+
+    def _evaluate_finite(self, loader, split: str, epoch: int) -> dict[str, float]:
+        """`evaluate`, refusing a non-finite loss (finite but huge weights overflow the logits)."""
+        result = self.evaluate(loader)
+        if not math.isfinite(result["loss"]):
+            raise divergence_error(f"{split} loss", result["loss"], epoch + 1)
+        return result
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
         val = f"  val_acc {row['val_acc']:.2%}" if "val_acc" in row else ""
@@ -229,16 +264,23 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from `state_dict` (as `load_checkpoint` returns it: fields type-checked)."""
+        if state["epoch"] > self.config.epochs:
+            raise CheckpointError(f"checkpoint is at epoch {state['epoch']} but this run has {self.config.epochs} epochs")
         # Callbacks first: a sparsity method re-registers its masks, which the model's keys expect.
         for cb in self.callbacks:
             if cb.key in state["callbacks"]:
-                cb.load_state_dict(state["callbacks"][cb.key])
+                try:
+                    cb.load_state_dict(state["callbacks"][cb.key])
+                except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+                    raise CheckpointError(f"the state of {cb.key} does not fit this run ({type(exc).__name__}: "
+                                          f"{exc})") from exc
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise CheckpointError(f"checkpoint does not match this model/optimizer: {exc}") from exc
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = list(state["history"])
@@ -254,4 +296,8 @@ class Trainer:
     def resume(self, checkpoint_path: str | Path | None = None) -> None:
         """Restore the full training state; the run then continues bit-for-bit as if never stopped."""
         path = Path(checkpoint_path) if checkpoint_path else (self.out_dir or Path(".")) / CHECKPOINT_FILE
-        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        state = load_checkpoint(path, map_location=self.device)
+        try:
+            self.load_state_dict(state)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc

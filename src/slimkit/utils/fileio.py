@@ -4,6 +4,7 @@ model or metrics file behind (write to a temp file in the same folder, fsync, `o
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -35,7 +36,24 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Write strict JSON: a nan or inf (which `json` would write as a bare `NaN`, unreadable to
+    other tools) raises a ValueError naming the file and the key, and nothing is written."""
+    bad = _non_finite_key(data)
+    if bad is not None:
+        raise ValueError(f"refusing to write {path}: {bad} is not a finite number (nan/inf is not JSON)")
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _non_finite_key(data: Any, where: str = "") -> str | None:
+    """Dotted path of the first nan/inf float in nested dicts and lists, or None."""
+    if isinstance(data, float):
+        return None if math.isfinite(data) else f"{where or 'the value'} = {data}"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite_key(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def atomic_copy(source: str | Path, path: str | Path) -> Path:

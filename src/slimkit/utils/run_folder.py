@@ -98,12 +98,38 @@ class RunFolder:
         """metrics.json of a finished run; the error names the folder otherwise."""
         if not self.metrics.is_file():
             raise RunFolderError(f"{self.path} has no {METRICS_FILE}: not a finished slimkit run")
-        return json.loads(self.metrics.read_text())
+        return _read_json_object(self.metrics)
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON sidecar of this folder, or None when it is absent."""
         path = self.path / name
-        return json.loads(path.read_text()) if path.exists() else None
+        return _read_json_object(path) if path.exists() else None
+
+
+def read_user_text(path: Path, error: type[ValueError] = RunFolderError, what: str = "") -> str:
+    """The UTF-8 text of a file a user may have edited or damaged: a failure becomes one `error`
+    naming the file (`what` says which kind). FileNotFoundError passes through: callers say what
+    a missing file means."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise error(f"{what}{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise error(f"cannot read {what}{path}: {exc.strerror or exc}") from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a run file, which may be damaged or hand-edited: any problem is one
+    RunFolderError naming the file. (A bare NaN, which older slimkit versions could write, still reads.)"""
+    try:
+        data = json.loads(read_user_text(path))
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} must hold a JSON object {{...}}, found {type(data).__name__}")
+    return data
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
