@@ -77,3 +77,16 @@ def test_stale_temp_files_of_run_files_are_swept_and_nothing_else(tmp_path):
     assert not names & set(stale)
     assert set(kept) <= names
     assert (tmp_path / "round-1" / stale[0]).exists()
+
+
+@pytest.mark.parametrize("text, problem", [
+    (b'{"test_acc": 0.9', "not valid JSON"), (b"", "not valid JSON"), (b"\xff\xfe{}", "not valid JSON"),
+    (b"[1, 2]", "a JSON list, not an object"), (b'"x"', "a JSON str, not an object"),
+])
+def test_damaged_metrics_and_sidecars_are_named(tmp_path, text, problem):
+    (tmp_path / "metrics.json").write_bytes(text)
+    (tmp_path / "pruning.json").write_bytes(text)
+    with pytest.raises(RunFolderError, match=f"{tmp_path / 'metrics.json'} is damaged .{problem}"):
+        RunFolder(tmp_path).read_metrics()
+    with pytest.raises(RunFolderError, match=f"{tmp_path / 'pruning.json'} is damaged .{problem}"):
+        RunFolder(tmp_path).read_json("pruning.json")

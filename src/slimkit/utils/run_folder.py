@@ -163,12 +163,24 @@ class RunFolder:
         """metrics.json of a finished run; the error names the folder otherwise."""
         if not self.metrics.is_file():
             raise RunFolderError(f"{self.path} has no {METRICS_FILE}: not a finished slimkit run")
-        return json.loads(self.metrics.read_text())
+        return _read_json_object(self.metrics)
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON sidecar of this folder, or None when it is absent."""
         path = self.path / name
-        return json.loads(path.read_text()) if path.exists() else None
+        return _read_json_object(path) if path.exists() else None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A run file that holds a JSON object; a damaged one raises a RunFolderError naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunFolderError(f"{path} is damaged (not valid JSON: {err}); rerun the command that wrote it") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} is damaged (a JSON {type(data).__name__}, not an object); "
+                             "rerun the command that wrote it")
+    return data
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
