@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -199,25 +200,27 @@ def sigkill_rows(work: Path, reference: dict, timing: dict[str, float], trials: 
 
 def two_writers_rows(work: Path) -> list[tuple[str, str, str]]:
     folder = work / "two-writers"
-    first = start(["train", *train_args(epochs=40), "--out", str(folder)])
+    first = start(["train", *train_args(epochs=60), "--out", str(folder)])  # long enough for both others to start
     rows = []
     try:
         if not _wait_for(_holds_lock(folder), first):
             return [("two writers on one folder", "1", "FAILED: the first run never took its lock")]
-        for what, args in (("a second `slimkit train --out` on a folder a run is writing",
-                            ["train", *TRAIN, "--seed", "1", "--out", str(folder)]),
-                           ("`slimkit train --resume` of a folder a run is writing", ["train", "--resume", str(folder)])):
-            proc = slimkit(args)
+        others = {"a second `slimkit train --out` on a folder a run is writing":
+                  ["train", *TRAIN, "--seed", "1", "--out", str(folder)],
+                  "`slimkit train --resume` of a folder a run is writing": ["train", "--resume", str(folder)]}
+        with ThreadPoolExecutor(len(others)) as pool:
+            results = dict(zip(others, pool.map(slimkit, others.values())))
+        for what, proc in results.items():
             outcome = error_outcome(proc)
             if first.poll() is not None:
-                outcome = f"INCONCLUSIVE: the first run ended before the second one started ({outcome})"
+                outcome = f"INCONCLUSIVE: the first run ended before the others were refused ({outcome})"
             elif f"pid {first.pid}" not in outcome:
                 outcome = f"NOT CLEAR (the holder's pid {first.pid} is not named): {outcome}"
-            rows.append((what, "1", outcome))
+            rows.append((what, "1", outcome.replace(str(folder), "OUT").replace(f"pid {first.pid}", "pid PID")))
     finally:
         first.wait(timeout=RUN_TIMEOUT_S)
     config = (folder / "config.yaml").read_text()
-    unmixed = first.returncode == 0 and "epochs: 40" in config and "seed: 0" in config
+    unmixed = first.returncode == 0 and "epochs: 60" in config and "seed: 0" in config
     rows.append(("the first of the two writers", "1", "finished, unmixed (its own config, model and metrics)"
                  if unmixed else f"FAILED: rc {first.returncode}, config.yaml mixed"))
     return rows
@@ -241,14 +244,14 @@ def full_disk_rows(work: Path, reference: dict) -> list[tuple[str, str, str]]:
                 return [(what.format(size=size), "0", f"skipped: mount not permitted ({_short(probe.stderr.strip())})")]
             try:
                 folder = mount / "run"
-                outcome = error_outcome(slimkit(["train", *TRAIN, "--out", str(folder)]))
-                if outcome.startswith(CLEAR) and size == "3m":
+                outcome = error_outcome(slimkit(["train", *TRAIN, "--out", str(folder)])).replace(str(folder), "OUT")
+                if size == "3m":
                     intact = (folder / "checkpoint.pt").is_file()
                     subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
                     resumed = slimkit(["train", "--resume", str(folder)])
                     same = resumed.returncode == 0 and result_of(folder) == reference
-                    outcome += ("; previous checkpoint intact; after freeing space `--resume`: " + RECOVERED
-                                if intact and same else f"; FAILED to recover (rc {resumed.returncode})")
+                    outcome += ("; then, with space freed, `--resume`: " + RECOVERED if intact and same
+                                else f"; FAILED to recover (rc {resumed.returncode}, checkpoint intact: {intact})")
                 rows.append((f"{what.format(size=size)} {case}", "1", outcome))
             finally:
                 subprocess.run(["umount", str(mount)], check=False)
@@ -297,8 +300,11 @@ def corrupt_rows(work: Path, reference_folder: Path, budget: Budget) -> list[tup
                 shutil.copytree(reference_folder, run)
                 (run / name).write_bytes(data)
                 args = [part.format(run=run, work=work) for part in command]
+                outcome = error_outcome(slimkit(args)).replace(str(run), "OUT")
+                if outcome.startswith(CLEAR) and name not in outcome:
+                    outcome = f"UNCLEAR (does not name {name}): {outcome[len(CLEAR) + 2:]}"
                 rows.append((f"{name} {corruption} -> `slimkit {command[0]}{' --resume' if '--resume' in command else ''}`",
-                             "1", error_outcome(slimkit(args)).replace(str(run), "OUT")))
+                             "1", outcome))
                 shutil.rmtree(run)
     return rows
 
