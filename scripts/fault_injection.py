@@ -101,7 +101,7 @@ def error_outcome(proc: subprocess.CompletedProcess) -> str:
     return f"{CLEAR}: {_short(message)}"
 
 
-def _short(text: str, limit: int = 150) -> str:
+def _short(text: str, limit: int = 230) -> str:
     text = text.replace("|", "\\|")
     return text if len(text) <= limit else text[:limit - 3] + "..."
 

@@ -64,6 +64,14 @@ def test_resume_needs_a_slimkit_run_folder(tmp_path, setup):
             pass
 
 
+@pytest.mark.parametrize("left", ["..slimkit-run.fhi8luc3.tmp", ".config.yaml.a1b2c3d4.tmp"])
+def test_a_run_killed_while_writing_its_first_file_can_start_again(tmp_path, left):
+    (tmp_path / left).write_bytes(b"half")  # SIGKILL during the first write (found by scripts/fault_injection.py)
+    with RunFolder(tmp_path).claimed():
+        pass
+    assert not (tmp_path / left).exists()
+
+
 def test_stale_temp_files_of_run_files_are_swept_and_nothing_else(tmp_path):
     stale = [".checkpoint.pt.k2_x9qab.tmp", ".model.safetensors.abcdefgh.tmp", ".metrics.json.12345678.tmp"]
     kept = [".notes.txt.abcdefgh.tmp", "checkpoint.pt.abcdefgh.tmp", ".checkpoint.pt.short.tmp", "model.onnx"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from slimkit.utils.fileio import atomic_write_text, remove_stale_temp_files
+from slimkit.utils.fileio import is_temp_file, remove_stale_temp_files
 from slimkit.utils.folder_lock import LOCK_FILE, FolderLocked, folder_lock
 
 CONFIG_FILE = "config.yaml"  # everything needed to rerun the run
@@ -121,10 +121,12 @@ class RunFolder:
         return (self.path / SLIM_TRAIN_DIR).is_dir() and RunFolder(self.path / SLIM_TRAIN_DIR).is_slimkit_folder()
 
     def foreign_files(self) -> list[str]:
-        """The names in the folder when slimkit did not write it (empty for a slimkit run folder)."""
+        """The names in the folder when slimkit did not write it (empty for a slimkit run folder).
+        The lock file and temp files of run files (a run killed while writing its first file) are slimkit's."""
         if not self.path.is_dir() or self.is_slimkit_folder():
             return []
-        return sorted(entry.name for entry in self.path.iterdir() if entry.name != LOCK_FILE)
+        return sorted(entry.name for entry in self.path.iterdir()
+                      if entry.name != LOCK_FILE and not is_temp_file(entry.name, RUN_FILES))
 
     def refuse_foreign(self, *, resume: bool = False, overwrite: bool = False) -> None:
         """Raise if the folder holds files slimkit did not write (unless `overwrite`), or, to
@@ -154,8 +156,8 @@ class RunFolder:
                 raise RunFolderError(f"{self.path} is in use by another slimkit run ({err.holder}, which holds "
                                      f"{self.path / LOCK_FILE}); wait for it to end or choose another --out") from None
             self.refuse_foreign(resume=resume, overwrite=overwrite)  # again, now that no other run can write here
-            if not (self.path / MARKER_FILE).is_file():
-                atomic_write_text(self.path / MARKER_FILE, "a slimkit run folder: slimkit writes into it\n")
+            if not (self.path / MARKER_FILE).is_file():  # its existence is what counts: no temp file to leave
+                (self.path / MARKER_FILE).write_text("a slimkit run folder: slimkit writes into it\n")
             remove_stale_temp_files(self.path, RUN_FILES)
             yield self
 
