@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import types
 import typing
@@ -76,14 +77,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if overrides or args.config:
             raise ValueError("--resume continues a run with its saved config.yaml; drop the other flags")
-        out = Path(args.resume)
+        out = args.run_folder = Path(args.resume)
         metrics = train_run(RunConfig(), out, resume=True)
     else:
         if args.config:
             refuse_train_on_derived_run(Path(args.config).parent, f"slimkit train --config {args.config}")
         config = load_config(args.config, overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-{config.method}-s{config.seed}"
-        metrics = train_run(config, out)
+        args.run_folder = out
+        metrics = train_run(config, out, overwrite=args.overwrite)
     _print_table([(str(out), metrics)])
     return 0
 
@@ -109,9 +111,11 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Prune a trained run and fine-tune it: `train --config FROM/config.yaml --init-from FROM ...`."""
     from slimkit.runs import RunConfig, prune_run
+    from slimkit.runs.prune import default_prune_out
 
-    out, metrics = prune_run(args.source, args.out, method=args.method, finetune_epochs=args.finetune_epochs,
-                             overrides=_overrides(args, RunConfig))
+    settings = dict(method=args.method, finetune_epochs=args.finetune_epochs, overrides=_overrides(args, RunConfig))
+    args.run_folder = Path(args.out or default_prune_out(args.source, **settings))
+    out, metrics = prune_run(args.source, args.run_folder, overwrite=args.overwrite, **settings)
     _print_table([(str(out), metrics)])
     return 0
 
@@ -124,7 +128,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         given = (args.teacher, args.student, args.config, args.out, args.temperature, args.alpha)
         if any(flag is not None for flag in given) or _overrides(args, RunConfig):
             raise ValueError("--resume continues a distillation with its saved settings; drop the other flags")
-        out = Path(args.resume)
+        out = args.run_folder = Path(args.resume)
         metrics = resume_distill_run(out)
     else:
         if not args.teacher or not args.student:
@@ -132,7 +136,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
         config = load_config(args.config, {**_overrides(args, RunConfig), "model": args.student})
         out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-kd-s{config.seed}"
         given = {"temperature": args.temperature, "alpha": args.alpha}
-        metrics = distill_run(config, args.teacher, out, **{k: v for k, v in given.items() if v is not None})
+        args.run_folder = out
+        metrics = distill_run(config, args.teacher, out, overwrite=args.overwrite,
+                              **{k: v for k, v in given.items() if v is not None})
     _print_table([(str(out), metrics)])
     print(f"teacher test_acc {metrics['teacher_acc']:.2%}")
     return 0
@@ -145,7 +151,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     source = Path(args.source)
     out = Path(args.out) if args.out else source.parent / f"{source.name}-int8-{args.mode}"
     m = quantize_run(source, out, mode=args.mode, calib_batches=args.calib_batches, calibration=args.calibration,
-                     qat_epochs=args.qat_epochs, progress=args.progress)
+                     qat_epochs=args.qat_epochs, progress=args.progress, overwrite=args.overwrite)
     print(f"{out}: accuracy fp32 {m['fp32_acc']:.2%} -> int8 {m['int8_acc']:.2%}; "
           f"bytes {m['fp32_bytes']} -> {m['int8_bytes']} ({m['size_ratio']:.2f}x smaller)")
     for key in (k for k in m if k.startswith("latency_ms_b")):
@@ -161,7 +167,7 @@ def cmd_slim(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args, RunConfig))
     out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{config.data}-slim{args.prune_ratio:g}-s{config.seed}"
     metrics = slim_run(config, out, sparsity_l1=args.sparsity_l1, prune_ratio=args.prune_ratio,
-                       finetune_epochs=args.finetune_epochs, from_scratch=args.from_scratch)
+                       finetune_epochs=args.finetune_epochs, from_scratch=args.from_scratch, overwrite=args.overwrite)
     _print_table([(str(out / "train"), metrics_of(out / "train")), (str(out), metrics)])
     _print_channel_pruning(metrics)
     return 0
@@ -175,7 +181,8 @@ def cmd_prune_channels(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else source.parent / f"{source.name}-channels-{args.criterion}-{args.ratio:g}"
     metrics = prune_channels_run(source, out, ratio=args.ratio, criterion=args.criterion, scope=args.scope,
                                  round_to=args.round_to, finetune_epochs=args.finetune_epochs,
-                                 from_scratch=args.from_scratch, overrides=_overrides(args, RunConfig))
+                                 from_scratch=args.from_scratch, overrides=_overrides(args, RunConfig),
+                                 overwrite=args.overwrite)
     _print_table([(str(out), metrics)])
     _print_channel_pruning(metrics)
     return 0
@@ -359,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--out", help="run folder to write (default: FROM-channels-CRITERION-RATIO beside FROM)")
     add_config_flags(channels, RunConfig, skip=[name for name in RunConfig.model_fields if name not in FINETUNE_SETTINGS])
     channels.set_defaults(func=cmd_prune_channels)
+    for writer in (train, prune, distill, quantize, slim, channels):
+        writer.add_argument("--overwrite", action="store_true", help="write into --out even if it holds files slimkit "
+                            "did not write (same names are replaced; a slimkit run there is never overwritten)")
 
     export = sub.add_parser("export", help="export a run folder's model to ONNX and check it with onnxruntime")
     export.add_argument("run", metavar="OUT", help="run folder")
@@ -393,10 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-RESUME_HINTS = {  # what continues an interrupted command from its last finished epoch
-    cmd_train: "; resume with `slimkit train --resume OUT`",
-    cmd_distill: "; resume with `slimkit distill --resume OUT`",
-    cmd_prune: "; resume with `slimkit train --resume OUT`",
+RESUME_HINTS = {  # what continues an interrupted command from its last finished epoch; {out}: its run folder
+    cmd_train: "; resume with `slimkit train --resume {out}`",
+    cmd_distill: "; resume with `slimkit distill --resume {out}`",
+    cmd_prune: "; resume with `slimkit train --resume {out}`",
     cmd_slim: "; run the same command again: it continues the L1 training or the fine-tuning where it stopped",
     cmd_prune_channels: "; run the same command again: it continues the fine-tuning where it stopped",
 }
@@ -412,7 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print(f"interrupted{RESUME_HINTS.get(args.func, '')}", file=sys.stderr)
+        hint, folder = RESUME_HINTS.get(args.func, ""), getattr(args, "run_folder", None)  # set once chosen
+        if folder is None and "{out}" in hint:  # stopped before it chose a run folder: nothing to resume
+            hint = ""
+        print(f"interrupted{hint.format(out=shlex.quote(str(folder)))}", file=sys.stderr)
         return 130
     # User errors (bad settings or files, a diverged run) and I/O failures (a full disk, a folder
     # without permission; str(exc) names the file): one line, no traceback.

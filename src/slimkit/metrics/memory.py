@@ -82,7 +82,11 @@ class PeakRSS:
         self.peak_bytes = self.read()
 
 
-def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
+def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+                         trained: bool = False) -> int:
+    """Bytes of weights, buffers, gradients and optimizer state. `trained`: count a gradient for
+    every parameter the optimizer trains even if none is allocated now (a run resumed after its last
+    epoch takes no step in this process, yet its training held them), so the figure does not depend on it."""
     seen: set[int] = set()
     total = 0
 
@@ -96,9 +100,13 @@ def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | No
         seen.add(storage.data_ptr())
         total += storage.nbytes()
 
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]} if trained and optimizer else set()
     for tensor in list(model.parameters()) + list(model.buffers()):
         add(tensor)
-        add(tensor.grad)
+        if tensor.grad is not None:
+            add(tensor.grad)
+        elif id(tensor) in optimized:
+            total += tensor.numel() * tensor.element_size()  # the gradient it held while training
     if optimizer is not None:
         for state in optimizer.state.values():
             for value in state.values():

@@ -19,17 +19,17 @@ from slimkit.runs.build import load_data, logging_callbacks
 from slimkit.runs.config import RunConfig, dump_config, finetune_lr, finetune_values, load_config, make_config
 from slimkit.runs.finish import collect_metrics
 from slimkit.runs.loss_terms import LossTerms, refuse_other_settings
-from slimkit.runs.train import train_run
+from slimkit.runs.train import claim_folder, train_run
 from slimkit.methods.slimming import SlimmingL1
 from slimkit.structured.netslim import prune, reinitialize
 from slimkit.structured.prune import prune_channels
 from slimkit.train import Trainer
 from slimkit.utils import distributed
 from slimkit.utils.fileio import atomic_write_json, atomic_write_text
-from slimkit.utils.run_folder import RunFolder, RunFolderError
+from slimkit.utils.run_folder import SLIM_TRAIN_DIR, RunFolder, RunFolderError
 
 log = logging.getLogger("slimkit")
-SOURCE_DIR = "train"  # Network Slimming's sparsity-training run, inside the slim run folder
+SOURCE_DIR = SLIM_TRAIN_DIR  # Network Slimming's sparsity-training run, inside the slim run folder
 # the run settings a channel-pruning fine-tuning may override (the architecture and data come from the source)
 FINETUNE_SETTINGS = ("batch_size", "eval_batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                      "schedule", "warmup_epochs", "milestones", "gamma", "label_smoothing", "augment", "seed", "device",
@@ -46,13 +46,23 @@ def size_metrics(model: nn.Module, info: DatasetInfo, batch_size: int, progress:
 def prune_and_finetune(
     source: Path, out: Path, prune_fn: Callable[[nn.Module, DatasetInfo, Any], nn.Module], *, method: str,
     finetune_epochs: int, from_scratch: bool = False, extra: dict[str, Any] | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Load the run in `source`, prune it with `prune_fn(model, info, loaders)`, fine-tune, write `out`.
 
     `overrides` replace run settings of the fine-tuning (e.g. lr, device, progress). The same call
     again continues an interrupted fine-tuning from its last finished epoch: pruning the same
-    source with the same settings gives the same architecture."""
+    source with the same settings gives the same architecture. `out` is held for the whole run;
+    a non-empty folder that slimkit did not write is refused unless `overwrite`."""
+    with claim_folder(RunFolder(out), overwrite=overwrite):
+        return _prune_and_finetune(source, out, prune_fn, method=method, finetune_epochs=finetune_epochs,
+                                   from_scratch=from_scratch, extra=extra, overrides=overrides)
+
+
+def _prune_and_finetune(
+    source: Path, out: Path, prune_fn: Callable[[nn.Module, DatasetInfo, Any], nn.Module], *, method: str,
+    finetune_epochs: int, from_scratch: bool, extra: dict[str, Any] | None, overrides: dict[str, Any] | None,
+) -> dict[str, Any]:
     folder, source_folder = RunFolder(out), RunFolder(source)
     folder.refuse_finished_run()
     if finetune_epochs < 1:
@@ -121,13 +131,21 @@ def _file_sha256(path: Path) -> str | None:
 
 def slim_run(
     config: RunConfig, out: Path, *, sparsity_l1: float, prune_ratio: float, finetune_epochs: int,
-    from_scratch: bool = False,
+    from_scratch: bool = False, overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Network Slimming: `out/train` trains with L1 on BN scales; `out` holds the pruned, fine-tuned model."""
+    """Network Slimming: `out/train` trains with L1 on BN scales; `out` holds the pruned, fine-tuned model.
+    `out` is held for the whole run; a non-empty folder slimkit did not write is refused unless `overwrite`."""
     if not 0 < prune_ratio < 1:
         raise ValueError(f"prune_ratio must be in (0, 1), got {prune_ratio}")
     if config.method != "dense" or config.init_from:
         raise ValueError("slim trains its own dense model with L1 on BN scales; drop method/sparsity/init_from")
+    with claim_folder(RunFolder(out), overwrite=overwrite):
+        return _slim(config, out, sparsity_l1=sparsity_l1, prune_ratio=prune_ratio, finetune_epochs=finetune_epochs,
+                     from_scratch=from_scratch, overwrite=overwrite)
+
+
+def _slim(config: RunConfig, out: Path, *, sparsity_l1: float, prune_ratio: float, finetune_epochs: int,
+          from_scratch: bool, overwrite: bool) -> dict[str, Any]:
     source = out / SOURCE_DIR
     if not RunFolder(source).is_finished():
         resume = RunFolder(source).config.exists()
@@ -136,7 +154,8 @@ def slim_run(
                                    config.model_dump())
         terms = LossTerms({"l1_on_bn_scales": {"sparsity_l1": sparsity_l1}},
                           continue_with=f"the same `slimkit slim` command with --out {out}")
-        train_run(config, source, resume=resume, callbacks=[SlimmingL1(sparsity_l1)], loss_terms=terms)
+        train_run(config, source, resume=resume, callbacks=[SlimmingL1(sparsity_l1)], loss_terms=terms,
+                  overwrite=overwrite)
 
     def do_prune(model: nn.Module, info: DatasetInfo, loaders: Any) -> nn.Module:
         return prune(model, info.input_shape, prune_ratio)
@@ -150,9 +169,10 @@ def slim_run(
 def prune_channels_run(
     source: Path, out: Path, *, ratio: float, criterion: str = "l1", scope: str = "local", round_to: int = 1,
     finetune_epochs: int = 5, from_scratch: bool = False, overrides: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Prune `ratio` of the channels of the finished run in `source`, fine-tune into `out` (`overrides`:
-    run settings of the fine-tuning)."""
+    run settings of the fine-tuning; `overwrite`: accept a non-empty folder slimkit did not write)."""
     if not 0 < ratio < 1:
         raise ValueError(f"ratio must be in (0, 1), got {ratio}")
 
@@ -167,5 +187,5 @@ def prune_channels_run(
     return prune_and_finetune(
         source, out, do_prune, method=f"channel-{criterion}", finetune_epochs=finetune_epochs, from_scratch=from_scratch,
         extra={"channel_prune_ratio": ratio, "criterion": criterion, "scope": scope, "round_to": round_to},
-        overrides=overrides,
+        overrides=overrides, overwrite=overwrite,
     )

@@ -10,17 +10,26 @@ from slimkit.distill import Distillation
 from slimkit.runs.build import load_data
 from slimkit.runs.config import RunConfig, load_config
 from slimkit.runs.loss_terms import LossTerms, read_loss_terms
-from slimkit.runs.train import train_run
+from slimkit.runs.train import claim_folder, train_run
+from slimkit.utils import distributed
 from slimkit.utils.fileio import atomic_write_json
 from slimkit.utils.run_folder import LOSS_TERMS_FILE, RunFolder, RunFolderError
 
 
 def distill_run(config: RunConfig, teachers: Sequence[str | Path], out: str | Path, *, temperature: float = 4.0,
-                alpha: float = 0.9, resume: bool = False) -> dict[str, Any]:
+                alpha: float = 0.9, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train `config.model` as a student of the (averaged) teachers; metrics.json adds teacher figures.
-    With `resume=True`, continue the interrupted distillation in `out` (same teachers, T and alpha)."""
+    With `resume=True`, continue the interrupted distillation in `out` (same teachers, T and alpha).
+    `out` is held for the whole run; a non-empty folder slimkit did not write is refused unless `overwrite`."""
     if not teachers:
         raise ValueError("distillation needs at least one --teacher run folder")
+    distributed.setup(config.device)  # the rank decides who claims the folder
+    with claim_folder(RunFolder(out), resume=resume, overwrite=overwrite):
+        return _distill(config, teachers, out, temperature=temperature, alpha=alpha, resume=resume)
+
+
+def _distill(config: RunConfig, teachers: Sequence[str | Path], out: str | Path, *, temperature: float,
+             alpha: float, resume: bool) -> dict[str, Any]:
     kd = Distillation(list(teachers), temperature=temperature, alpha=alpha)
     teacher_names = [str(t) for t in teachers]
     # absolute paths, so that a resume from another working directory finds the same teachers

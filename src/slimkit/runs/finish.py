@@ -48,7 +48,7 @@ def collect_metrics(config: RunConfig, trainer: Trainer, info: DatasetInfo) -> d
         "flops_sparse": flops.sparse,
         "train_time_s": trainer.train_time_s,
         "peak_mem_bytes": trainer.peak_rss_bytes,
-        "train_state_bytes": training_state_bytes(model, trainer.optimizer),
+        "train_state_bytes": training_state_bytes(model, trainer.optimizer, trained=True),
         "model_bytes": state_bytes(model),
         "latency_ms": latency.median_s * 1e3,
         "latency_batch_size": config.latency_batch_size,

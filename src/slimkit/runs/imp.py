@@ -21,10 +21,10 @@ from slimkit.sparse import make_scheme
 from slimkit.train import Callback, Trainer
 from slimkit.train.loop import write_history_csv
 from slimkit.utils import distributed
-from slimkit.utils.fileio import atomic_copy, atomic_write, atomic_write_json
+from slimkit.utils.fileio import atomic_copy, atomic_write, atomic_write_json, remove_stale_temp_files
 from slimkit.utils.progress import progress, report
 from slimkit.utils.run_folder import (
-    HISTORY_FILE, REWIND_FILE, SIDECAR_FILE, TENSORBOARD_DIR, WEIGHTS_FILE, RunFolder, read_metrics,
+    HISTORY_FILE, REWIND_FILE, RUN_FILES, SIDECAR_FILE, TENSORBOARD_DIR, WEIGHTS_FILE, RunFolder, read_metrics,
 )
 
 
@@ -68,6 +68,7 @@ def imp_run(
     for r, sparsity in progress(enumerate(schedule), total=len(schedule), desc="imp rounds", mode=config.progress,
                                 unit="rounds", log_lines=0):
         round_dir = out / f"round-{r}"
+        remove_stale_temp_files(round_dir, RUN_FILES)  # left by a killed round; `out` is held by this run
         if RunFolder(round_dir).is_finished():  # finished before an interruption
             previous, _ = load_model(round_dir)
             rounds.append(read_metrics(round_dir))

@@ -14,9 +14,10 @@ from slimkit.metrics import count_flops, count_params, weight_sparsity
 from slimkit.quant import QAT, compare, export_qat, quantize_dynamic_onnx, quantize_static_onnx, size_report
 from slimkit.runs.build import load_data
 from slimkit.runs.config import finetune_lr, make_config, read_yaml
+from slimkit.runs.train import claim_folder
 from slimkit.train import Trainer
 from slimkit.utils.fileio import atomic_write_json
-from slimkit.utils.run_folder import METRICS_FILE, RunFolder
+from slimkit.utils.run_folder import FP32_ONNX_FILE, INT8_ONNX_FILE, METRICS_FILE, RunFolder
 
 QUANT_MODES = ("static", "dynamic", "qat")
 
@@ -24,14 +25,25 @@ QUANT_MODES = ("static", "dynamic", "qat")
 def quantize_run(
     source: str | Path, out: str | Path, *, mode: str = "static", calib_batches: int = 32, calibration: str = "minmax",
     qat_epochs: int = 2, qat_lr: float | None = None, latency_repeats: int = 30, progress: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """int8 model of a finished run folder, with accuracy, bytes and latency next to fp32.
 
     `progress` (auto, bar, log, none; default: the source run's setting) shows QAT epochs,
-    calibration batches, accuracy passes and latency rounds."""
+    calibration batches, accuracy passes and latency rounds. `out` is held for the whole run; a
+    non-empty folder slimkit did not write is refused unless `overwrite`."""
     if mode not in QUANT_MODES:
         raise ValueError(f"mode must be one of {', '.join(QUANT_MODES)}, got {mode!r}")
     source, out = Path(source), Path(out)
+    with claim_folder(RunFolder(out), overwrite=overwrite):
+        return _quantize(source, out, mode=mode, calib_batches=calib_batches, calibration=calibration,
+                         qat_epochs=qat_epochs, qat_lr=qat_lr, latency_repeats=latency_repeats, progress=progress)
+
+
+def _quantize(
+    source: Path, out: Path, *, mode: str, calib_batches: int, calibration: str, qat_epochs: int,
+    qat_lr: float | None, latency_repeats: int, progress: str | None,
+) -> dict[str, Any]:
     RunFolder(out).refuse_finished_run()
     config = make_config(read_yaml(RunFolder(source).config))
     if progress is not None:
@@ -39,7 +51,7 @@ def quantize_run(
     model, sidecar = load_model(source)
     info, loaders = load_data(config)
     example = torch.zeros(2, *info.input_shape)
-    fp32_path, int8_path = out / "model.fp32.onnx", out / "model.int8.onnx"
+    fp32_path, int8_path = out / FP32_ONNX_FILE, out / INT8_ONNX_FILE
     if mode == "qat":
         qat = QAT(model)
         qat_config = config.model_copy(update={"epochs": qat_epochs, "lr": qat_lr or finetune_lr(config)})

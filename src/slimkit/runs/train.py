@@ -5,6 +5,7 @@ The run folder's files are named in `slimkit.utils.run_folder`; docs/architectur
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +19,12 @@ from slimkit.train.tensorboard import require_tensorboard
 from slimkit.utils import distributed
 from slimkit.utils.fileio import atomic_write_text
 from slimkit.utils.run_folder import RunFolder, RunFolderError
+
+
+def claim_folder(folder: RunFolder, *, resume: bool = False, overwrite: bool = False) -> AbstractContextManager:
+    """`folder.claimed(...)` in the process that writes the run's files. Other DDP ranks write
+    nothing and take no lock: they would only conflict with their own rank 0."""
+    return folder.claimed(resume=resume, overwrite=overwrite) if distributed.is_main() else nullcontext(folder)
 
 
 def _prepare_folder(config: RunConfig, folder: RunFolder, resume: bool, loss_terms: LossTerms | None) -> RunConfig:
@@ -43,23 +50,26 @@ def _prepare_folder(config: RunConfig, folder: RunFolder, resume: bool, loss_ter
 
 def train_run(
     config: RunConfig, out_dir: str | Path, *, resume: bool = False, callbacks: Sequence[Callback] = (),
-    loss_terms: LossTerms | None = None,
+    loss_terms: LossTerms | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train `config` into `out_dir` (or continue the run there with `resume=True`).
 
-    `loss_terms` describes what `callbacks` add to the loss; a resumed run must pass the same."""
+    `loss_terms` describes what `callbacks` add to the loss; a resumed run must pass the same.
+    The folder is held for the whole run (a second run on it is refused); a non-empty folder
+    that slimkit did not write is refused unless `overwrite`."""
     out = Path(out_dir)
     folder = RunFolder(out)
     if config.tensorboard:  # fail before anything is written or trained
         require_tensorboard()
     distributed.setup(config.device)
-    config = _prepare_folder(config, folder, resume, loss_terms)
-    if config.tensorboard:  # a resumed run's config.yaml may ask for it
-        require_tensorboard()
-    if config.method == "imp":
-        return imp_run(config, out, resume=resume, callbacks=callbacks)
-    trainer, info = build_trainer(config, out, callbacks)
-    if resume and folder.checkpoint.exists():  # killed before its first epoch ended: start over
-        trainer.resume(folder.checkpoint)
-    trainer.fit()
-    return finish_run(config, trainer, info, out)
+    with claim_folder(folder, resume=resume, overwrite=overwrite):
+        config = _prepare_folder(config, folder, resume, loss_terms)
+        if config.tensorboard:  # a resumed run's config.yaml may ask for it
+            require_tensorboard()
+        if config.method == "imp":
+            return imp_run(config, out, resume=resume, callbacks=callbacks)
+        trainer, info = build_trainer(config, out, callbacks)
+        if resume and folder.checkpoint.exists():  # killed before its first epoch ended: start over
+            trainer.resume(folder.checkpoint)
+        trainer.fit()
+        return finish_run(config, trainer, info, out)
