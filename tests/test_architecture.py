@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sparse",),
     ("importance",),
     ("compressed",),
-    ("structured",),
+    ("structured", "lm"),
     ("train",),
     ("methods",),
     ("export",),

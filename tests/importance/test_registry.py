@@ -16,7 +16,7 @@ from tests.importance.helpers import batches, mlp_layers, scoring, tiny_mlp
 
 
 def test_criteria_registry_and_errors():
-    assert set(CRITERIA) == {"magnitude", "random", "snip", "grasp", "synflow", "obd", "taylor", "bn_gamma"}
+    assert set(CRITERIA) == {"magnitude", "random", "snip", "grasp", "synflow", "obd", "taylor", "bn_gamma", "wanda"}
     assert get_criterion("snip") is snip and get_criterion("random") is random_scores
     with pytest.raises(ValueError, match="unknown criterion 'nope'.*magnitude"):
         get_criterion("nope")

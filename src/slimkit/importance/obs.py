@@ -19,66 +19,17 @@ layer-after-layer re-calibration), in eval mode so that BatchNorm statistics are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from slimkit.importance.scorer import check_batch, check_num_batches, model_device
-from slimkit.utils.progress import Progress, progress as show_progress
+from slimkit.importance.activations import InputStatistics, run_calibration
+from slimkit.sparse.schemes import NMScheme
+from slimkit.utils.progress import progress as show_progress
 
 _HINV_BUDGET = 1 << 24  # float64 elements of row-wise inverse Hessians held at once (128 MiB)
-
-
-def _check_supported(name: str, layer: nn.Module) -> None:
-    if isinstance(layer, nn.Conv2d):
-        if layer.groups != 1:
-            raise ValueError(f"layer {name!r} is a grouped convolution (groups={layer.groups}); OBS supports groups=1")
-    elif not isinstance(layer, nn.Linear):
-        raise ValueError(f"layer {name!r} is a {type(layer).__name__}; OBS supports nn.Linear and nn.Conv2d")
-
-
-def _input_rows(layer: nn.Module, x: Tensor) -> Tensor:
-    """The layer's input as rows that the flattened weight multiplies: (rows, weight[0].numel())."""
-    if isinstance(layer, nn.Linear):
-        return x.reshape(-1, layer.in_features)
-    if x.dim() == 3:  # unbatched (C, H, W)
-        x = x.unsqueeze(0)
-    mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-    x = F.pad(x, layer._reversed_padding_repeated_twice, mode=mode)  # covers int, 'same' and 'valid' padding
-    patches = F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)  # (N, C*kh*kw, L)
-    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
-
-
-def _calibration_inputs(
-    batches: Iterable[Sequence[Tensor]], num_batches: int, device: torch.device
-) -> Iterator[Tensor]:
-    check_num_batches(num_batches)
-    for index, batch in enumerate(batches):
-        if index == num_batches:
-            return
-        check_batch(batch)
-        yield batch[0].to(device)
-
-
-def _run_in_eval_mode(model: nn.Module, inputs: Iterator[Tensor], task: Progress | None = None) -> int:
-    """Forward every input without gradients in eval mode, restoring each module's own mode after."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    count = 0
-    try:
-        with torch.no_grad():
-            for x in inputs:
-                model(x)
-                count += 1
-                if task is not None:
-                    task.update()
-    finally:
-        for module, training in modes.items():
-            module.training = training
-    return count
 
 
 def collect_input_hessians(
@@ -87,38 +38,14 @@ def collect_input_hessians(
 ) -> dict[str, Tensor]:
     """H = 2/N Σ x xᵀ (float64) of each layer's inputs over `num_batches` calibration batches.
 
-    The inputs are captured with forward hooks; for Conv2d they are the unfolded patches (same
-    padding, stride and dilation as the layer), ordered like ``weight.reshape(out, -1)``.
-    `progress` is the display mode of the calibration pass (see `slimkit.utils.progress`).
+    The inputs are captured with forward hooks (`InputStatistics`); for Conv2d they are the
+    unfolded patches (same padding, stride and dilation as the layer), ordered like
+    ``weight.reshape(out, -1)``. `progress` is the display mode of the calibration pass (see
+    `slimkit.utils.progress`).
     """
-    for name, layer in layers.items():
-        _check_supported(name, layer)
-    sums: dict[str, Tensor] = {}
-    counts = dict.fromkeys(layers, 0)
-
-    def hook_for(name: str, layer: nn.Module) -> Callable[[nn.Module, tuple, Tensor], None]:
-        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
-            rows = _input_rows(layer, args[0].detach()).double()
-            sums[name] = sums[name] + rows.T @ rows if name in sums else rows.T @ rows
-            counts[name] += rows.shape[0]
-
-        return hook
-
-    handles = [layer.register_forward_hook(hook_for(name, layer)) for name, layer in layers.items()]
-    try:
-        device = model_device(model)
-        total = min(num_batches, len(batches)) if hasattr(batches, "__len__") else num_batches
-        with Progress(total, "obs calibration", mode=progress, unit="batches") as task:
-            count = _run_in_eval_mode(model, _calibration_inputs(batches, num_batches, device), task)
-        if count == 0:
-            raise ValueError("batches is empty: OBS needs calibration data")
-    finally:
-        for handle in handles:
-            handle.remove()
-    missing = [name for name, count in counts.items() if count == 0]
-    if missing:
-        raise ValueError(f"layers {missing} received no input during calibration")
-    return {name: sums[name] * (2.0 / counts[name]) for name in layers}
+    with InputStatistics(layers, "gram") as stats:
+        run_calibration(model, batches, num_batches=num_batches, desc="obs calibration", progress=progress)
+    return stats.hessians()
 
 
 def _damped_inverse(hessian: Tensor, damp: float) -> Tensor:
@@ -154,10 +81,14 @@ def _obs_rows(weight: Tensor, hinv: Tensor, keep: int) -> tuple[Tensor, Tensor]:
 _EXACT_BUDGET = 2e9  # rows * cols^3 below which exact OBC is cheap enough (seconds on a CPU)
 
 
-def _sparsegpt_rows(w: Tensor, hinv: Tensor, keep: int, block: int = 128) -> tuple[Tensor, Tensor]:
+def _sparsegpt_rows(
+    w: Tensor, hinv: Tensor, keep: int, block: int = 128, nm: NMScheme | None = None
+) -> tuple[Tensor, Tensor]:
     """SparseGPT on all rows: each row ends with exactly `keep` weights. Per block, every row
     prunes its share of the row's total (cumulative rounding, so the shares add up exactly),
-    choosing the weights with the smallest w² / [U]_qq², U the upper Cholesky factor of H⁻¹."""
+    choosing the weights with the smallest w² / [U]_qq², U the upper Cholesky factor of H⁻¹.
+    With an `nm` scheme the mask of each group of m columns is chosen instead when the sweep
+    reaches the group, from the weights as updated so far (SparseGPT's N:M variant)."""
     rows, cols = w.shape
     w = w.clone()
     upper = torch.linalg.cholesky(hinv, upper=True)
@@ -168,12 +99,15 @@ def _sparsegpt_rows(w: Tensor, hinv: Tensor, keep: int, block: int = 128) -> tup
         count = round(pruned_per_row * end / cols) - round(pruned_per_row * start / cols)
         w1, u1 = w[:, start:end].clone(), upper[start:end, start:end]
         keep1 = torch.ones_like(w1, dtype=torch.bool)
-        if count > 0:
+        if count > 0 and nm is None:
             saliency = w1.square() / u1.diagonal().square()
             drop = torch.argsort(saliency, dim=1, stable=True)[:, :count]
             keep1.scatter_(1, drop, False)
         errors = torch.zeros_like(w1)
         for j in range(end - start):
+            if nm is not None and j % nm.m == 0:
+                group = slice(j, j + nm.m)
+                keep1[:, group] = nm.make_mask(w1[:, group].square() / u1.diagonal()[group].square(), None)
             q = w1[:, j] * keep1[:, j]
             errors[:, j] = (w1[:, j] - q) / u1[j, j]
             w1[:, j:] -= errors[:, j : j + 1] * u1[j : j + 1, j:]
@@ -185,12 +119,14 @@ def _sparsegpt_rows(w: Tensor, hinv: Tensor, keep: int, block: int = 128) -> tup
 
 def obs_prune_weight(
     weight2d: Tensor, hessian: Tensor, density: float, *, damp: float = 0.01, method: str = "auto",
-    block: int = 128,
+    block: int = 128, nm: tuple[int, int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Row-wise OBS: prune each row to round(density · cols) weights, compensating the rest.
 
     method="exact" is OBC (below); "sparsegpt" is its fast approximation; "auto" picks exact
     OBC when rows · cols³ is small. `block` is SparseGPT's mask-selection block (columns).
+    ``nm=(n, m)`` keeps exactly n of every m consecutive weights of a row (SparseGPT only, so
+    "auto" means "sparsegpt"); `density` must then be n / m and `block` a multiple of m.
 
     For each row, repeatedly remove the remaining weight q with the smallest w_q² / [H⁻¹]_qq,
     update the other remaining weights by -w_q / [H⁻¹]_qq · H⁻¹[:, q], and remove q from H⁻¹
@@ -209,17 +145,30 @@ def obs_prune_weight(
         raise ValueError(f"damp must be non-negative, got {damp}")
     if method not in ("auto", "exact", "sparsegpt"):
         raise ValueError(f"method must be auto, exact or sparsegpt, got {method!r}")
+    scheme = None if nm is None else _nm_scheme(nm, density, method, block, cols)
     keep = round(density * cols)
     w = weight2d.detach().to(torch.float64)
     hinv = _damped_inverse(hessian.detach().to(device=w.device, dtype=torch.float64), damp)
-    if method == "sparsegpt" or (method == "auto" and rows * cols**3 > _EXACT_BUDGET):
-        new, mask = _sparsegpt_rows(w, hinv, keep, block)
+    if scheme is not None or method == "sparsegpt" or (method == "auto" and rows * cols**3 > _EXACT_BUDGET):
+        new, mask = _sparsegpt_rows(w, hinv, keep, block, scheme)
         return new.to(weight2d.dtype), mask
     chunk = max(1, _HINV_BUDGET // (cols * cols))
     pruned = [_obs_rows(w[start : start + chunk], hinv, keep) for start in range(0, rows, chunk)]
     new = torch.cat([block for block, _ in pruned]) if pruned else w.clone()
     mask = torch.cat([block for _, block in pruned]) if pruned else torch.ones_like(w, dtype=torch.bool)
     return new.to(weight2d.dtype), mask
+
+
+def _nm_scheme(nm: tuple[int, int], density: float, method: str, block: int, cols: int) -> NMScheme:
+    """The N:M scheme of ``nm=(n, m)``, after checking that SparseGPT can produce it here."""
+    scheme = NMScheme(*nm)
+    if method == "exact":
+        raise ValueError("nm masks are chosen by SparseGPT's sweep; use method='sparsegpt' or 'auto'")
+    if abs(density - scheme.n / scheme.m) > 1e-9:
+        raise ValueError(f"density must be n/m = {scheme.n / scheme.m} with nm={nm}, got {density}")
+    if cols % scheme.m or block % scheme.m:
+        raise ValueError(f"nm={nm} needs the columns ({cols}) and block ({block}) to be multiples of {scheme.m}")
+    return scheme
 
 
 def _write_weight(layer: nn.Module, value: Tensor) -> None:
