@@ -150,3 +150,12 @@ def test_an_unreadable_config_file_is_named(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(ConfigError, match=f"config file {path}"):
         load_config(path)
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("epochs: 3\nlr: [0.1\nseed: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert len(str(err.value).splitlines()) == 1
+    assert f"config file {path} is not valid YAML at line" in str(err.value)

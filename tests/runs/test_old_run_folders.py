@@ -68,3 +68,11 @@ def test_old_checkpoint_resumes(tmp_path):
     new, _ = load_model(run)
     for (key, a), (_, b) in zip(old.state_dict().items(), new.state_dict().items()):
         assert torch.equal(a, b), key
+
+
+def test_an_emptied_config_is_not_resumed_as_the_defaults(tmp_path):
+    run = tmp_path / "mest-mlp"
+    shutil.copytree(FIXTURES / "mest-mlp", run)
+    (run / "config.yaml").write_text("")
+    with pytest.raises(RunFolderError, match="config.yaml is empty"):
+        train_run(load_config(FIXTURES / "mest-mlp" / "config.yaml"), run, resume=True)

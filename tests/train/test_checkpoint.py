@@ -88,3 +88,11 @@ def test_the_real_checkpoint_still_resumes(tmp_path, saved_state):
     trainer = _trainer(tmp_path)
     trainer.resume(_write(tmp_path, saved_state))
     assert trainer.epoch == 1 and len(trainer.fit()) == 2
+
+
+def test_random_bytes_give_a_one_line_error(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(bytes(range(7, 256)) * 16)  # not a zip archive, not a pickle
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert len(str(err.value).splitlines()) == 1 and str(path) in str(err.value)

@@ -165,7 +165,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except YAMLAliasError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

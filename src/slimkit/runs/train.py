@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from slimkit.runs.build import build_trainer
-from slimkit.runs.config import RunConfig, dump_config, load_config
+from slimkit.runs.config import RunConfig, dump_config, load_config, read_yaml
 from slimkit.runs.finish import finish_run
 from slimkit.runs.imp import imp_run
 from slimkit.runs.loss_terms import LossTerms, check_loss_terms, refuse_train_on_derived_run, write_loss_terms
@@ -33,6 +33,8 @@ def _prepare_folder(config: RunConfig, folder: RunFolder, resume: bool, loss_ter
     if resume:
         if not folder.config.is_file():
             raise RunFolderError(f"cannot resume: {out} has no {folder.config.name} (is it a slimkit run folder?)")
+        if not read_yaml(folder.config):  # an emptied config.yaml would silently resume the default model
+            raise RunFolderError(f"cannot resume: {folder.config} is empty; it should hold the run's settings")
         if loss_terms is None:
             refuse_train_on_derived_run(out, "slimkit train --resume")
         else:
