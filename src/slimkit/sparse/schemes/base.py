@@ -90,7 +90,8 @@ class Scheme(ABC):
         return self._units_view(tuple(int(s) for s in weight_shape))
 
     def _units_view(self, shape: tuple[int, ...]) -> UnitView:
-        raise NotImplementedError
+        """The view of a scheme whose `units_problem()` is None; schemes without a view never get here."""
+        raise NotImplementedError(f"the {self.name} scheme says it has a units view but does not define one")
 
     def make_mask(self, scores: Tensor, density: float | None) -> Tensor:
         """Bool keep-mask shaped like `scores`, keeping ~density of it in the highest-scoring units.
